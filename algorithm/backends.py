@@ -1,0 +1,128 @@
+"""Inference backends behind one interface: a callable from an input batch (N, C, H, W) float32
+to logits (N, K, H, W) float32. Heavy libraries are imported only by the backend that needs them,
+so a container running ONNX Runtime or TensorRT needs no torch."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from algorithm.config import Config
+
+log = logging.getLogger("algorithm")
+
+WEIGHTS_NAME = "model.pt"
+ONNX_NAME = "model.onnx"
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class BackendUnavailable(RuntimeError):
+    """This backend cannot run here (library, file or device missing)."""
+
+
+class Backend(Protocol):
+    name: str  # e.g. "onnxruntime-cpu"
+    device: str  # "cpu" or "cuda"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class TorchBackend:
+    """PyTorch, FP16 autocast on CUDA."""
+
+    def __init__(self, model_dir: Path, config: Config, device: str):
+        try:
+            import torch
+        except ImportError:
+            raise BackendUnavailable("torch is not installed") from None
+        from algorithm.model import build_model
+
+        weights = model_dir / WEIGHTS_NAME
+        if not weights.is_file():
+            raise BackendUnavailable(f"no {WEIGHTS_NAME} in {model_dir}")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable("CUDA is not available to torch")
+        self.torch, self.device = torch, device
+        self.model = build_model(config)
+        self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        self.model.to(device).eval()
+        if device == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.name = f"torch-{device}" + ("-fp16" if device == "cuda" else "")
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.device == "cuda"):
+            if self.device == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            return self.model(x).float().cpu().numpy()
+
+
+class OnnxBackend:
+    """ONNX Runtime: CUDA execution provider when asked for and present, else CPU."""
+
+    def __init__(self, model_dir: Path, config: Config, device: str):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendUnavailable("onnxruntime is not installed") from None
+        path = model_dir / ONNX_NAME
+        if not path.is_file():
+            raise BackendUnavailable(f"no {ONNX_NAME} in {model_dir}")
+        available = ort.get_available_providers()
+        if device == "auto":
+            device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+        if device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise BackendUnavailable("onnxruntime has no CUDA execution provider here")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.device = device
+        self.name = f"onnxruntime-{device}"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+def _tensorrt(model_dir: Path, config: Config, device: str) -> Backend:
+    if device == "cpu":
+        raise BackendUnavailable("TensorRT needs a GPU")
+    from algorithm.tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(model_dir, config)
+
+
+_FACTORIES: dict[str, Callable[[Path, Config, str], Backend]] = {
+    "tensorrt": _tensorrt,
+    "onnxruntime": OnnxBackend,
+    "torch": TorchBackend,
+}
+
+
+def load_backend(model_dir: Path, config: Config, backend: str = "auto", device: str = "auto") -> Backend:
+    """The requested backend, or with ``auto`` the first that works of TensorRT, ONNX Runtime
+    (CUDA, then CPU) and PyTorch. The choice, and why others were passed over, is logged."""
+    if backend not in BACKENDS or device not in DEVICES:
+        raise ValueError(f"backend must be one of {BACKENDS} and device one of {DEVICES}")
+    order = list(_FACTORIES) if backend == "auto" else [backend]
+    attempts = [(name, dev) for name in order for dev in (["cuda", "cpu"] if device == "auto" and name == "onnxruntime" else [device])]
+    reasons = []
+    for name, dev in attempts:
+        try:
+            chosen = _FACTORIES[name](model_dir, config, dev)
+        except BackendUnavailable as err:
+            reasons.append(f"{name}({dev}): {err}")
+            log.debug("backend %s on %s unavailable: %s", name, dev, err)
+            continue
+        log.info("backend: %s%s", chosen.name, f" (passed over: {'; '.join(reasons)})" if reasons else "")
+        return chosen
+    raise BackendUnavailable("no inference backend could be loaded: " + "; ".join(reasons))

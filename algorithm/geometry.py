@@ -1,0 +1,61 @@
+"""Orientation: bring any SPIDER volume into one canonical array layout and back.
+
+Canonical numpy layout (axis 0, 1, 2) = (right -> left, superior -> inferior, anterior ->
+posterior): axis 0 indexes sagittal slices, and each slice shows the patient upright with
+anterior on the left, as radiologists view a sagittal image. The mapping is found from the
+direction cosines of the ITK image (LPS physical space), never from the axis order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import permutations
+
+import numpy as np
+
+# For each canonical axis: the LPS physical axis it follows and the sign of that direction.
+# L-R: +x (towards left); S-I: -z (towards inferior); A-P: +y (towards posterior).
+_CANONICAL = ((0, 1.0), (2, -1.0), (1, 1.0))
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How to go from a SimpleITK array (k, j, i order) to the canonical layout and back."""
+
+    axes: tuple[int, int, int]  # numpy axis of the input array for each canonical axis
+    flips: tuple[bool, bool, bool]  # whether each canonical axis is reversed
+    spacing: tuple[float, float, float]  # canonical voxel spacing in mm
+
+    def to_canonical(self, array: np.ndarray) -> np.ndarray:
+        """Reorder an input-grid array (k, j, i) into the canonical layout (a view)."""
+        out = np.transpose(array, self.axes)
+        for axis, flip in enumerate(self.flips):
+            if flip:
+                out = np.flip(out, axis)
+        return out
+
+    def from_canonical(self, array: np.ndarray) -> np.ndarray:
+        """Inverse of to_canonical: back to the input grid's (k, j, i) array order."""
+        for axis, flip in enumerate(self.flips):
+            if flip:
+                array = np.flip(array, axis)
+        return np.ascontiguousarray(np.transpose(array, np.argsort(self.axes)))
+
+
+def orientation(direction: tuple[float, ...] | np.ndarray, spacing: tuple[float, ...]) -> Orientation:
+    """Orientation of a 3D ITK image from its direction cosines and spacing (ITK i, j, k order).
+
+    Each ITK axis is assigned to the physical axis it is most aligned with; the assignment is
+    the permutation that maximises total alignment, so oblique scans map to their nearest axes.
+    """
+    d = np.asarray(direction, dtype=float).reshape(3, 3)  # column c = ITK axis c in LPS
+    best = max(permutations(range(3)), key=lambda p: sum(abs(d[p[c], c]) for c in range(3)))
+    phys_of_itk = {c: best[c] for c in range(3)}
+    itk_of_phys = {p: c for c, p in phys_of_itk.items()}
+    axes, flips, out_spacing = [], [], []
+    for phys, sign in _CANONICAL:
+        itk_axis = itk_of_phys[phys]
+        axes.append(2 - itk_axis)  # SimpleITK arrays are (k, j, i)
+        flips.append(bool(np.sign(d[phys, itk_axis]) != sign))
+        out_spacing.append(float(spacing[itk_axis]))
+    return Orientation(tuple(axes), tuple(flips), tuple(out_spacing))

@@ -1,0 +1,92 @@
+"""Reading and writing volumes, with every kind of bad input turned into one clear InputError."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SUFFIXES = (".mha", ".mhd", ".nii.gz", ".nii", ".nrrd")
+MIN_SPACING_MM, MAX_SPACING_MM = 0.05, 20.0
+MIN_SLICES, MIN_INPLANE = 1, 16
+
+
+class InputError(Exception):
+    """A problem with an input file, reported to the user as one line."""
+
+
+def is_volume_file(path: Path) -> bool:
+    """True if ``path`` has one of the image suffixes this tool reads."""
+    return path.is_file() and path.name.lower().endswith(SUFFIXES)
+
+
+def stem(path: Path) -> str:
+    """File name without its image suffix (``x.nii.gz`` -> ``x``)."""
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def read_image(path: str | Path):
+    """Read a 3D scalar image with SimpleITK; raise InputError for anything unusable."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    try:
+        image = sitk.ReadImage(str(path))
+        array = sitk.GetArrayViewFromImage(image)  # forces the pixel data to be read
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()
+        detail = next((line for line in reversed(reason) if line.strip()), "unreadable")
+        raise InputError(f"{path}: cannot read image ({detail.strip()[:160]})") from None
+    check_image(image, array, path)
+    return image
+
+
+def check_image(image, array: np.ndarray, path: str | Path) -> None:
+    """Reject images that cannot be a sagittal MR volume."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path}: vector image with {image.GetNumberOfComponentsPerPixel()} components, expected a scalar volume")
+    if image.GetDimension() != 3:
+        raise InputError(f"{path}: {image.GetDimension()}D image, expected a 3D volume")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InputError(f"{path}: unsupported pixel type {image.GetPixelIDTypeAsString()}")
+    size = image.GetSize()
+    if min(sorted(size)[1:]) < MIN_INPLANE or min(size) < MIN_SLICES:
+        raise InputError(f"{path}: volume of size {size} is too small to segment")
+    spacing = image.GetSpacing()
+    if not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in spacing):
+        raise InputError(f"{path}: voxel spacing {tuple(round(s, 4) for s in spacing)} mm is outside {MIN_SPACING_MM}-{MAX_SPACING_MM} mm")
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    if not np.all(np.isfinite(direction)) or abs(abs(np.linalg.det(direction)) - 1) > 1e-3:
+        raise InputError(f"{path}: invalid direction cosines")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise InputError(f"{path}: image contains NaN or infinite values")
+
+
+def write_image(array: np.ndarray, reference, path: str | Path) -> Path:
+    """Write ``array`` (k, j, i order) on ``reference``'s grid as compressed .mha, atomically:
+    the file appears complete or not at all."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".mha", prefix=".partial-", dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, useCompression=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

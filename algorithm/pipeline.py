@@ -1,0 +1,110 @@
+"""The one-way inference flow: read, orient, preprocess, predict, post-process, write.
+
+Every entry point (CLI, container, training validation, benchmark) goes through these functions.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from algorithm.backends import Backend, load_backend
+from algorithm.config import Config
+from algorithm.geometry import orientation
+from algorithm.io import read_image, write_image
+from algorithm.preprocess import context_slices, pad_to_multiple, preprocess, resample_inplane
+
+STAGES = ("read", "preprocess", "predict", "postprocess", "write")
+DEFAULT_MODEL_DIR = Path(__file__).parent / "resources" / "model"
+
+
+@dataclass
+class Timer:
+    """Wall-clock seconds per pipeline stage."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class Segmenter:
+    """A loaded model: its config, its backend and the batch size slices go through in."""
+
+    config: Config
+    backend: Backend
+    batch_size: int = 8
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto", batch_size: int | None = None) -> "Segmenter":
+        model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+        config = Config.load(model_dir)
+        chosen = load_backend(model_dir, config, backend, device)
+        return cls(config, chosen, batch_size or (32 if chosen.device == "cuda" else 4))
+
+
+def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
+    """Canonical image volume -> uint8 class map on the same grid.
+
+    Slices go through the network at the model's spacing; logits are resampled linearly back to
+    the input's in-plane grid before the argmax, so boundaries stay smooth at any resolution.
+    """
+    timer = timer or Timer()
+    config = segmenter.config
+    with timer.stage("preprocess"):
+        pp = preprocess(volume, spacing, config)
+    with timer.stage("predict"):
+        fill = float(pp.min())
+        classes = np.empty(volume.shape, dtype=np.uint8)
+        starts = range(0, volume.shape[0], segmenter.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+        for start in starts:
+            idx = range(start, min(start + segmenter.batch_size, volume.shape[0]))
+            batch = np.stack([context_slices(pp, i, spacing[0], config) for i in idx])
+            batch, (h, w) = pad_to_multiple(batch, config.divisor, fill)
+            logits = segmenter.backend(batch)[..., :h, :w]
+            logits = resample_inplane(logits, volume.shape[1:], order=1)
+            classes[idx.start : idx.stop] = logits.argmax(axis=1)
+    return classes
+
+
+def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
+    """Canonical image volume -> int16 SPIDER instance labels on the same grid."""
+    from algorithm.postprocess import postprocess
+
+    timer = timer or Timer()
+    classes = predict_classes(volume, spacing, segmenter, timer, progress)
+    with timer.stage("postprocess"):
+        return postprocess(classes, spacing, segmenter.config).astype(np.int16, copy=False)
+
+
+def segment_file(in_path: str | Path, out_path: str | Path, segmenter: Segmenter, qc_dir: str | Path | None = None, progress: bool = False) -> dict[str, float]:
+    """Segment one volume file and write the instance mask on the input's grid; return stage timings."""
+    import SimpleITK as sitk
+
+    timer = Timer()
+    with timer.stage("read"):
+        image = read_image(in_path)
+        orient = orientation(image.GetDirection(), image.GetSpacing())
+        volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
+    labels = segment_volume(volume, orient.spacing, segmenter, timer, progress)
+    with timer.stage("write"):
+        write_image(orient.from_canonical(labels), image, out_path)
+    if qc_dir is not None:
+        from algorithm.qc import write_qc
+
+        write_qc(volume, labels, orient.spacing, Path(qc_dir), Path(out_path).name.split(".")[0])
+    return timer.seconds

@@ -1,0 +1,66 @@
+"""Preprocessing shared by training and inference: in-plane resampling, intensity
+normalisation and 2.5D context. Arrays are in the canonical layout (see geometry.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from algorithm.config import Config
+
+
+def resample_inplane(volume: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
+    """Resample the last two axes of (..., H, W) to ``shape`` (pixel-area aligned grids)."""
+    if tuple(volume.shape[-2:]) == tuple(shape):
+        return volume
+    zoom = [1.0] * (volume.ndim - 2) + [shape[0] / volume.shape[-2], shape[1] / volume.shape[-1]]
+    return ndimage.zoom(volume, zoom, order=order, mode="nearest", grid_mode=True, prefilter=False)
+
+
+def model_shape(shape: tuple[int, int], spacing: tuple[float, float], config: Config) -> tuple[int, int]:
+    """In-plane shape of a slice of ``shape`` at ``spacing`` mm once resampled to the model's spacing."""
+    return tuple(max(1, int(round(n * s / config.spacing))) for n, s in zip(shape, spacing))
+
+
+def normalize(volume: np.ndarray, config: Config) -> np.ndarray:
+    """Clip to robust percentiles, then z-score: works for int16 and 8-bit data alike."""
+    volume = volume.astype(np.float32, copy=False)
+    lo, hi = np.percentile(volume[:: max(1, volume.shape[0] // 8)], config.clip_percentiles)
+    volume = np.clip(volume, lo, hi)
+    std = float(volume.std())
+    if std < 1e-6:
+        return np.zeros_like(volume)
+    return (volume - float(volume.mean())) / std
+
+
+def preprocess(volume: np.ndarray, spacing: tuple[float, float, float], config: Config) -> np.ndarray:
+    """Canonical image volume (N, H, W) -> normalised float32 volume at the model's in-plane spacing."""
+    shape = model_shape(volume.shape[1:], spacing[1:], config)
+    return resample_inplane(normalize(volume, config), shape, order=1).astype(np.float32, copy=False)
+
+
+def context_positions(n_slices: int, index: int, slice_spacing: float, config: Config) -> np.ndarray:
+    """Fractional slice positions of the 2.5D input channels of slice ``index``, clamped to the volume."""
+    offsets = np.arange(-config.context, config.context + 1) * (config.context_mm / slice_spacing)
+    return np.clip(index + offsets, 0, n_slices - 1)
+
+
+def context_slices(volume: np.ndarray, index: int, slice_spacing: float, config: Config) -> np.ndarray:
+    """Channels (C, H, W) for slice ``index``: itself and neighbours ``context_mm`` apart,
+    linearly interpolated along the sagittal axis so that thick and thin slices look alike."""
+    pos = context_positions(volume.shape[0], index, slice_spacing, config)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, volume.shape[0] - 1)
+    w = (pos - lo).astype(np.float32)[:, None, None]
+    return (1 - w) * volume[lo] + w * volume[hi]
+
+
+def pad_to_multiple(batch: np.ndarray, divisor: int, value: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad the last two axes at the bottom/right up to multiples of ``divisor``; return the
+    padded array and the original (H, W) to crop back to."""
+    h, w = batch.shape[-2:]
+    ph, pw = -h % divisor, -w % divisor
+    if ph or pw:
+        pad = [(0, 0)] * (batch.ndim - 2) + [(0, ph), (0, pw)]
+        batch = np.pad(batch, pad, constant_values=value)
+    return batch, (h, w)
