@@ -32,37 +32,44 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """PyTorch, FP16 autocast on CUDA."""
+    """A PyTorch module in eval mode; FP16 autocast and channels_last on CUDA."""
 
-    def __init__(self, model_dir: Path, config: Config, device: str):
-        try:
-            import torch
-        except ImportError:
-            raise BackendUnavailable("torch is not installed") from None
-        from algorithm.model import build_model
+    def __init__(self, model, device: str):
+        import torch
 
-        weights = model_dir / WEIGHTS_NAME
-        if not weights.is_file():
-            raise BackendUnavailable(f"no {WEIGHTS_NAME} in {model_dir}")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailable("CUDA is not available to torch")
         self.torch, self.device = torch, device
-        self.model = build_model(config)
-        self.model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.model.to(device).eval()
+        self.model = model.to(device).eval()
         if device == "cuda":
             self.model.to(memory_format=torch.channels_last)
         self.name = f"torch-{device}" + ("-fp16" if device == "cuda" else "")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.device == "cuda"):
             if self.device == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             return self.model(x).float().cpu().numpy()
+
+
+def torch_backend(model_dir: Path, config: Config, device: str) -> TorchBackend:
+    """Load ``model.pt`` from ``model_dir`` into the U-Net the config describes."""
+    try:
+        import torch
+    except ImportError:
+        raise BackendUnavailable("torch is not installed") from None
+    from algorithm.model import build_model
+
+    weights = model_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        raise BackendUnavailable(f"no {WEIGHTS_NAME} in {model_dir}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable("CUDA is not available to torch")
+    model = build_model(config)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return TorchBackend(model, device)
 
 
 class OnnxBackend:
@@ -104,7 +111,7 @@ def _tensorrt(model_dir: Path, config: Config, device: str) -> Backend:
 _FACTORIES: dict[str, Callable[[Path, Config, str], Backend]] = {
     "tensorrt": _tensorrt,
     "onnxruntime": OnnxBackend,
-    "torch": TorchBackend,
+    "torch": torch_backend,
 }
 
 

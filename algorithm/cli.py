@@ -1,0 +1,132 @@
+"""spider-segment: segment vertebrae, discs and spinal canal in sagittal lumbar spine MR volumes.
+
+INPUT is a grand-challenge input root (images/sagittal-spine-mri/*.mha, optional inputs.json),
+a folder of volumes (.mha, .nii.gz, ...) or one volume file. Grand-challenge mode writes
+OUTPUT/images/sagittal-spine-mr-segmentation/<name>.mha; the other modes write OUTPUT/<name>.mha.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+GC_INPUT = Path("images/sagittal-spine-mri")
+GC_OUTPUT = Path("images/sagittal-spine-mr-segmentation")
+GC_SLUG = "sagittal-spine-mri"
+MODEL_ENV = "SPIDER_MODEL_DIR"
+GC_MODEL_DIR = Path("/opt/ml/model")
+
+log = logging.getLogger("algorithm")
+
+
+class UsageError(Exception):
+    """The command line or the input location is unusable; nothing was segmented."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="spider-segment", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-i", "--input", type=Path, default=Path("/input"), help="input root, folder or file (default /input)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("/output"), help="output folder (default /output)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto")
+    parser.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV}, else {GC_MODEL_DIR} if it holds a model, else the bundled model)")
+    parser.add_argument("--batch-size", type=int, help="slices per network call (default 4 on CPU, 32 on GPU)")
+    parser.add_argument("--qc", action="store_true", help="also write OUTPUT/qc/<name>_qc.png and <name>_volumes.json")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    return parser.parse_args(argv)
+
+
+def model_dir(arg: Path | None) -> Path | None:
+    """--model, else $SPIDER_MODEL_DIR, else /opt/ml/model when it holds a config, else None (bundled)."""
+    if arg:
+        return arg
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    if (GC_MODEL_DIR / "config.json").is_file():
+        return GC_MODEL_DIR
+    return None
+
+
+def gc_inputs(root: Path) -> list[Path]:
+    """Image files of a grand-challenge input root (inputs.json, when present, must name the interface)."""
+    listing = root / "inputs.json"
+    if listing.is_file():
+        try:
+            entries = json.loads(listing.read_text())
+            slugs = {e["interface"]["slug"] for e in entries}
+        except (ValueError, KeyError, TypeError) as err:
+            raise UsageError(f"{listing}: not a grand-challenge inputs.json ({err})") from None
+        if GC_SLUG not in slugs:
+            raise UsageError(f"{listing}: no '{GC_SLUG}' input (found {', '.join(sorted(slugs)) or 'none'})")
+    return sorted(p for p in (root / GC_INPUT).iterdir() if not p.name.startswith("."))
+
+
+def jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
+    """(input file, output file) pairs for an input root, folder or file."""
+    from algorithm.io import is_volume_file, stem
+
+    if not src.exists():
+        raise UsageError(f"{src}: input does not exist")
+    if src.is_file():
+        return [(src, dst / f"{stem(src)}.mha")]
+    if (src / GC_INPUT).is_dir() or (src / "inputs.json").is_file():
+        if not (src / GC_INPUT).is_dir():
+            raise UsageError(f"{src}: grand-challenge input root without {GC_INPUT}/")
+        files, out = gc_inputs(src), dst / GC_OUTPUT
+    else:
+        files, out = sorted(p for p in src.iterdir() if is_volume_file(p)), dst
+    if not files:
+        raise UsageError(f"{src}: no input volumes found")
+    return [(f, out / f"{stem(f)}.mha") for f in files]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment every input; a failed file is reported in one line and the others still run."""
+    from algorithm.io import InputError
+    from algorithm.pipeline import STAGES, Segmenter, segment_file
+
+    pairs = jobs(args.input, args.output)
+    segmenter = Segmenter.load(model_dir(args.model), args.backend, args.device, args.batch_size)
+    failed = 0
+    progress = len(pairs) > 1 and sys.stderr.isatty()
+    for src, dst in pairs:
+        try:
+            seconds = segment_file(src, dst, segmenter, args.output / "qc" if args.qc else None, progress=progress)
+        except InputError as err:
+            log.error("%s", err)
+            failed += 1
+            continue
+        except Exception as err:  # one bad volume must not stop the others, nor print a traceback
+            if args.verbose:
+                log.exception("%s: failed", src)
+            else:
+                log.error("%s: failed: %s: %s", src, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            failed += 1
+            continue
+        log.info("%s -> %s (%s; total %.2f s)", src.name, dst, ", ".join(f"{s} {seconds.get(s, 0):.2f}" for s in STAGES), sum(seconds.values()))
+    if failed:
+        log.error("%d of %d volumes failed", failed, len(pairs))
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return run(args)
+    except UsageError as err:
+        log.error("%s", err)
+        return 2
+    except Exception as err:  # e.g. no backend can load: still one line
+        if args.verbose:
+            raise
+        log.error("%s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training of the 2D U-Net on data in SPIDER layout."""

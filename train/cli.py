@@ -1,0 +1,73 @@
+"""spider-train: fit the 2D U-Net on a folder in SPIDER layout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="spider-train", description=__doc__)
+    parser.add_argument("--data", required=True, type=Path, help="folder with images/, masks/ and overview.csv")
+    parser.add_argument("--out", required=True, type=Path, help="run folder (config.json, model.pt, last.pt, logs)")
+    parser.add_argument("--config", type=Path, help="JSON file of Config overrides (a run folder's config.json works)")
+    parser.add_argument("--fold", type=int, help="validate on fold K of 5 by patient instead of the official split")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (exactly)")
+    parser.add_argument("--epochs", type=int, help="override the config's epoch count")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--cache", type=Path, help="preprocessed-volume cache (default OUT/../cache)")
+    parser.add_argument("--show-augmentations", action="store_true", help="write OUT/augmentations.png and exit")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from algorithm.config import Config
+    from algorithm.io import InputError
+    from train.dataset import list_cases, load_canonical, load_volumes, split
+
+    overrides = json.loads(args.config.read_text()) if args.config else {}
+    if args.resume and (args.out / "config.json").is_file():
+        overrides = json.loads((args.out / "config.json").read_text())
+    config = Config.from_dict(overrides)
+    train_cases, val_cases = split(list_cases(args.data), args.fold)
+    cache = args.cache or args.out.parent / "cache"
+    volumes = load_volumes(train_cases, config, cache)
+    if not volumes:
+        raise InputError(f"{args.data}: no usable training case")
+    if args.show_augmentations:
+        from train.report import show_augmentations
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(show_augmentations(volumes, config, args.out / "augmentations.png"))
+        return 0
+    from train.train import ValCase, fit
+
+    val = []
+    for case in val_cases:
+        try:
+            val.append(ValCase(case.name, *load_canonical(case)))
+        except InputError as err:
+            logging.getLogger("train").warning("skipping: %s", err)
+    logging.getLogger("train").info("%d training volumes, %d validation volumes", len(volumes), len(val))
+    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs)
+    print(json.dumps({k: v for k, v in best.items()}, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    from algorithm.io import InputError
+
+    try:
+        return run(args)
+    except (InputError, ValueError) as err:
+        print(f"spider-train: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Training logs: CSV, TensorBoard (when installed) and a training-curve PNG, all in the run folder."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+LOG_CSV = "log.csv"
+CURVES_PNG = "curves.png"
+
+
+class Logger:
+    """Appends one row per epoch to log.csv, mirrors it to TensorBoard and redraws curves.png."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.path = out_dir / LOG_CSV
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+        except ImportError:
+            self.writer = None
+
+    def rows(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        with self.path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+    def log(self, row: dict) -> None:
+        rows = [r for r in self.rows() if int(r["epoch"]) < row["epoch"]] + [row]
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        if self.writer:
+            for key, value in row.items():
+                if key != "epoch" and value not in ("", None):
+                    self.writer.add_scalar(key, float(value), row["epoch"])
+            self.writer.flush()
+        plot_curves(rows, self.out_dir / CURVES_PNG)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """Loss and validation Dice against epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key):
+        pts = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key) not in ("", None)]
+        return zip(*pts) if pts else ((), ())
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(*series("loss"), label="train loss (Dice + CE)")
+    a.set_xlabel("epoch")
+    a.set_yscale("log")
+    a.legend()
+    for key in ("vertebra", "disc", "canal"):
+        b.plot(*series(key), marker="o", label=f"{key} Dice")
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation class Dice (post-processed)")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def show_augmentations(volumes: list, config, path: Path, rows: int = 3, cols: int = 6) -> Path:
+    """A PNG grid of augmented training patches (middle channel) with their class maps overlaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from train import augment
+    from train.train import sample_batch
+
+    gen = torch.Generator().manual_seed(config.seed)
+    p = augment.params(config.augment)
+    batch_config = type(config)(**{**config.__dict__, "batch_size": rows * cols})
+    x, y = sample_batch(volumes, batch_config, p, gen, "cpu")
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows))
+    for ax, img, cls in zip(axes.flat, x[:, config.context].numpy(), y.numpy()):
+        ax.imshow(img, cmap="gray")
+        ax.imshow(np.ma.masked_equal(cls, 0), cmap="tab10", vmin=0, vmax=9, alpha=0.35, interpolation="nearest")
+        ax.axis("off")
+    fig.suptitle("augmented training patches (centre channel, classes overlaid)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

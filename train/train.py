@@ -1,0 +1,217 @@
+"""The training loop: sampling, augmentation, Dice + CE, schedule, validation through the
+inference pipeline, checkpoints with exact resume, logs. The run folder is a model folder:
+``config.json`` + ``model.pt`` (best weights) are what inference loads."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from algorithm.backends import WEIGHTS_NAME, TorchBackend
+from algorithm.config import Config
+from algorithm.model import build_model
+from algorithm.preprocess import context_slices
+from train import augment
+from train.dataset import Volume
+
+log = logging.getLogger("train")
+LAST = "last.pt"
+
+
+@dataclass
+class ValCase:
+    """A validation case at its original resolution, canonical layout."""
+
+    name: str
+    volume: np.ndarray
+    labels: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of augmented 2.5D patches (B, C, h, w) and class maps (B, h, w).
+
+    Slices are drawn in proportion to each volume's slice count; half of the patches are centred
+    on a random foreground pixel (as nnU-Net oversamples foreground), the rest anywhere."""
+    weights = torch.tensor([v.image.shape[0] for v in volumes], dtype=torch.float)
+    chans, classes, centres = [], [], []
+    for _ in range(config.batch_size):
+        vol = volumes[int(torch.multinomial(weights, 1, generator=gen))]
+        index = int(torch.randint(vol.image.shape[0], (1,), generator=gen))
+        cls = torch.from_numpy(vol.classes[index])
+        fg = torch.nonzero(cls > 0)
+        if len(fg) and torch.rand(1, generator=gen).item() < 0.5:
+            centres.append(fg[int(torch.randint(len(fg), (1,), generator=gen))].float())
+        else:  # anywhere that keeps the patch inside the slice where it fits
+            centres.append(torch.tensor([min(m, n) / 2 + float(torch.rand(1, generator=gen)) * max(0, n - m) for n, m in zip(cls.shape, config.patch)]))
+        chans.append(torch.from_numpy(context_slices(vol.image, index, vol.slice_spacing, config).astype(np.float32)))
+        classes.append(cls)
+    # pad to a common size (bottom/right, so pixel coordinates stay valid) and transform at once
+    hw = (max(c.shape[-2] for c in chans), max(c.shape[-1] for c in chans))
+    x = torch.stack([F.pad(c, (0, hw[1] - c.shape[-1], 0, hw[0] - c.shape[-2]), value=float(c.min())) for c in chans]).to(device)
+    y = torch.stack([F.pad(c, (0, hw[1] - c.shape[-1], 0, hw[0] - c.shape[-2])) for c in classes]).to(device)
+    grid = augment.sampling_grid(hw, config.patch, torch.stack(centres).to(device), p, gen, train)
+    x, y = augment.spatial(x, y, grid)
+    if train:
+        x = augment.intensity(augment.mirror(x, p, gen), p, gen)
+    return x, y
+
+
+def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy plus soft Dice over the foreground classes (batch Dice, as nnU-Net)."""
+    logits = logits.float()
+    ce = F.cross_entropy(logits, target)
+    probs = logits.softmax(1)
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
+    inter = (probs * onehot).sum((0, 2, 3))
+    denom = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    dice = (2 * inter + 1e-5) / (denom + 1e-5)
+    return ce + 1 - dice[1:].mean()
+
+
+def learning_rate(config: Config, step: int, total: int) -> float:
+    """Linear warm-up, then cosine or poly decay."""
+    warm = config.warmup_epochs * config.steps_per_epoch
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    if config.schedule == "poly":
+        return config.lr * (1 - t) ** 0.9
+    return config.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def make_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.99, nesterov=True, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def amp_dtype(device: str) -> torch.dtype | None:
+    """BF16 where the GPU supports it, else FP16; None (FP32) on CPU."""
+    if device != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def validate(model: torch.nn.Module, cases: list[ValCase], config: Config, device: str) -> dict[str, float]:
+    """Whole validation volumes through the inference pipeline (post-processing included),
+    scored with class-level Dice; returns per-class means and per-case values."""
+    from algorithm.evaluate import class_dice
+    from algorithm.pipeline import Segmenter, segment_volume
+
+    segmenter = Segmenter(config, TorchBackend(model, device), batch_size=16 if device == "cuda" else 4)
+    scores: dict[str, list[float]] = {}
+    result: dict[str, float] = {}
+    for case in cases:
+        pred = segment_volume(case.volume, case.spacing, segmenter)
+        for key, value in class_dice(case.labels, pred).items():
+            scores.setdefault(key, []).append(value)
+            result[f"{case.name}/{key}"] = value
+    model.train()
+    means = {key: float(np.mean(v)) for key, v in scores.items()}
+    means["mean"] = float(np.mean(list(means.values())))
+    return {**means, **result}
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir: Path, resume: bool = False, device: str | None = None, epochs: int | None = None) -> dict:
+    """Train (or resume) in ``out_dir``; returns the best validation scores seen."""
+    from tqdm import tqdm
+
+    from train.report import Logger
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", "0"))
+    if distributed:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        config.save(out_dir)
+    torch.manual_seed(config.seed + rank)
+    gen = torch.Generator().manual_seed(config.seed + rank)
+    p = augment.params(config.augment)
+    model = build_model(config).to(device)
+    if device == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    dtype = amp_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    start_epoch, best, history = 0, {"mean": -1.0}, []
+    if resume and (out_dir / LAST).is_file():
+        state = torch.load(out_dir / LAST, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best = state["epoch"], state["best"]
+        log.info("resumed from %s at epoch %d", out_dir / LAST, start_epoch)
+    net = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+    epochs = epochs or config.epochs
+    total = epochs * config.steps_per_epoch
+    logger = Logger(out_dir) if rank == 0 else None
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        losses, seen, t0 = [], 0, time.perf_counter()
+        bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", unit="step", disable=rank != 0, leave=False)
+        for step in bar:
+            lr = learning_rate(config, epoch * config.steps_per_epoch + step, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = sample_batch(volumes, config, p, gen, device)
+            if device == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = dice_ce_loss(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.item())
+            seen += x.shape[0]
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", slices_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr, "slices_per_s": seen / (time.perf_counter() - t0)}
+        last_epoch = epoch + 1 == epochs
+        if rank == 0 and val_cases and ((epoch + 1) % config.val_every == 0 or last_epoch):
+            scores = validate(model, val_cases, config, device)
+            row.update({k: v for k, v in scores.items() if "/" not in k})
+            if scores["mean"] > best["mean"]:
+                best = {**scores, "epoch": epoch + 1}
+                torch.save(model.state_dict(), out_dir / WEIGHTS_NAME)
+        if rank == 0:
+            if not val_cases:
+                torch.save(model.state_dict(), out_dir / WEIGHTS_NAME)
+            logger.log(row)
+            state = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "best": best,
+            }
+            save_checkpoint(out_dir / LAST, state)
+            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    if logger:
+        logger.close()
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return best
