@@ -17,6 +17,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fold", type=int, help="validate on fold K of 5 by patient instead of the official split")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (exactly)")
     parser.add_argument("--epochs", type=int, help="override the config's epoch count")
+    parser.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs (the schedule still spans all; continue with --resume)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--cache", type=Path, help="preprocessed-volume cache (default OUT/../cache)")
     parser.add_argument("--show-augmentations", action="store_true", help="write OUT/augmentations.png and exit")
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         except InputError as err:
             logging.getLogger("train").warning("skipping: %s", err)
     logging.getLogger("train").info("%d training volumes, %d validation volumes", len(volumes), len(val))
-    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs)
+    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after)
     print(json.dumps({k: v for k, v in best.items()}, indent=1))
     return 0
 

@@ -63,8 +63,8 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     a.set_xlabel("epoch")
     a.set_yscale("log")
     a.legend()
-    for key in ("vertebra", "disc", "canal"):
-        b.plot(*series(key), marker="o", label=f"{key} Dice")
+    for key in ("ClassDiceVertebrae", "ClassDiceDiscs", "ClassDiceSpinalCanal"):
+        b.plot(*series(key), marker="o", label=key.replace("ClassDice", ""))
     b.set_xlabel("epoch")
     b.set_ylabel("validation class Dice (post-processed)")
     b.legend()

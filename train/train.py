@@ -101,6 +101,19 @@ def amp_dtype(device: str) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None, grad_clip: float) -> float:
+    """One optimisation step (autocast when ``dtype`` is set, gradient clipping); returns the loss."""
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        loss = dice_ce_loss(net(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item()
+
+
 def validate(model: torch.nn.Module, cases: list[ValCase], config: Config, device: str) -> dict[str, float]:
     """Whole validation volumes through the inference pipeline (post-processing included),
     scored with class-level Dice; returns per-class means and per-case values."""
@@ -116,8 +129,8 @@ def validate(model: torch.nn.Module, cases: list[ValCase], config: Config, devic
             scores.setdefault(key, []).append(value)
             result[f"{case.name}/{key}"] = value
     model.train()
-    means = {key: float(np.mean(v)) for key, v in scores.items()}
-    means["mean"] = float(np.mean(list(means.values())))
+    means = {key: float(np.nanmean(v)) for key, v in scores.items()}
+    means["mean"] = float(np.nanmean(list(means.values())))
     return {**means, **result}
 
 
@@ -127,8 +140,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir: Path, resume: bool = False, device: str | None = None, epochs: int | None = None) -> dict:
-    """Train (or resume) in ``out_dir``; returns the best validation scores seen."""
+def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir: Path, resume: bool = False, device: str | None = None, epochs: int | None = None, stop_after: int | None = None) -> dict:
+    """Train (or resume) in ``out_dir``; returns the best validation scores seen. ``stop_after``
+    ends the run early after that epoch, leaving the schedule as if it went on (resume later)."""
     from tqdm import tqdm
 
     from train.report import Logger
@@ -170,7 +184,7 @@ def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir
     epochs = epochs or config.epochs
     total = epochs * config.steps_per_epoch
     logger = Logger(out_dir) if rank == 0 else None
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start_epoch, min(epochs, stop_after or epochs)):
         model.train()
         losses, seen, t0 = [], 0, time.perf_counter()
         bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", unit="step", disable=rank != 0, leave=False)
@@ -181,15 +195,7 @@ def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir
             x, y = sample_batch(volumes, config, p, gen, device)
             if device == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = dice_ce_loss(net(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(loss.item())
+            losses.append(train_step(net, optimizer, scaler, x, y, dtype, config.grad_clip))
             seen += x.shape[0]
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", slices_s=f"{seen / (time.perf_counter() - t0):.1f}")
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr, "slices_per_s": seen / (time.perf_counter() - t0)}

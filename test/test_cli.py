@@ -1,0 +1,112 @@
+"""spider-segment end to end with a tiny untrained model: layouts, grids, bad input, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from algorithm.cli import GC_INPUT, GC_OUTPUT, main
+
+
+def volume(path: Path, size=(12, 64, 48), spacing=(3.5, 0.8, 0.9), direction=None, dtype=np.int16) -> Path:
+    """A small noisy volume written to ``path`` (ITK size order)."""
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray((rng.random(size[::-1]) * 500).astype(dtype))
+    image.SetSpacing(spacing)
+    image.SetOrigin((10.0, -20.0, 30.0))
+    if direction is not None:
+        image.SetDirection(direction)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing())
+        and np.allclose(a.GetOrigin(), b.GetOrigin())
+        and np.allclose(a.GetDirection(), b.GetDirection())
+    )
+
+
+def test_grand_challenge_layout(tmp_path, tiny_model_dir):
+    src = volume(tmp_path / "in" / GC_INPUT / "case-1.mha", direction=(0, 0, -1, 1, 0, 0, 0, -1, 0))
+    (tmp_path / "in" / "inputs.json").write_text(json.dumps([{"interface": {"slug": "sagittal-spine-mri", "relative_path": str(GC_INPUT)}}]))
+    assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]) == 0
+    out = sitk.ReadImage(str(tmp_path / "out" / GC_OUTPUT / "case-1.mha"))
+    assert same_grid(out, sitk.ReadImage(str(src)))
+    assert out.GetPixelID() == sitk.sitkInt16
+    assert list((tmp_path / "out" / GC_OUTPUT).iterdir()) == [tmp_path / "out" / GC_OUTPUT / "case-1.mha"]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_file_and_folder_modes(tmp_path, tiny_model_dir, backend):
+    a = volume(tmp_path / "in" / "a.mha")
+    volume(tmp_path / "in" / "b.nii.gz", dtype=np.uint8)
+    assert main(["-i", str(a), "-o", str(tmp_path / "one"), "--model", str(tiny_model_dir), "--backend", backend]) == 0
+    assert (tmp_path / "one" / "a.mha").is_file()
+    assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "all"), "--model", str(tiny_model_dir), "--backend", backend, "--qc"]) == 0
+    assert sorted(p.name for p in (tmp_path / "all").glob("*.mha")) == ["a.mha", "b.mha"]
+    assert (tmp_path / "all" / "qc" / "a_qc.png").is_file()
+
+
+def test_good_files_written_despite_bad_ones(tmp_path, tiny_model_dir, caplog):
+    volume(tmp_path / "in" / "good.mha")
+    (tmp_path / "in" / "text.mha").write_text("not an image")
+    (tmp_path / "in" / "empty.mha").write_bytes(b"")
+    flat = sitk.GetImageFromArray(np.zeros((64, 64), np.int16))
+    sitk.WriteImage(flat, str(tmp_path / "in" / "flat.mha"))
+    nan = sitk.GetImageFromArray(np.full((10, 40, 40), np.nan, np.float32))
+    sitk.WriteImage(nan, str(tmp_path / "in" / "nan.mha"))
+    assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mha"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    for name in ("text.mha", "empty.mha", "flat.mha", "nan.mha"):
+        assert any(name in e for e in errors), name
+    assert all("\n" not in e for e in errors)
+
+
+def test_constant_volume_gets_valid_output(tmp_path, tiny_model_dir):
+    image = sitk.GetImageFromArray(np.full((8, 48, 48), 7, np.int16))
+    sitk.WriteImage(image, str(tmp_path / "c.mha"))
+    assert main(["-i", str(tmp_path / "c.mha"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]) == 0
+    assert same_grid(sitk.ReadImage(str(tmp_path / "out" / "c.mha")), image)
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: p / "missing", "does not exist"),
+        (lambda p: p.mkdir() or p, "no input volumes"),
+        (lambda p: (p / GC_INPUT).mkdir(parents=True) or (p / "inputs.json").write_text("{oops") and p, "inputs.json"),
+    ],
+)
+def test_unusable_input_is_one_line_exit_2(tmp_path, tiny_model_dir, setup, message):
+    src = setup(tmp_path / "in")
+    proc = subprocess.run(
+        [sys.executable, "-m", "algorithm", "-i", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_onnx_runtime_path_never_imports_torch(tmp_path, tiny_model_dir):
+    src = volume(tmp_path / "v.mha")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "from algorithm.cli import main\n"
+        f"sys.exit(main(['-i', {str(src)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', {str(tiny_model_dir)!r}]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "onnxruntime-cpu" in proc.stderr

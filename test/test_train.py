@@ -1,0 +1,135 @@
+"""Training on tiny synthetic data: one epoch, loss goes down, exact resume, aligned augmentation,
+label mapping, splits by patient."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from algorithm.config import Config  # noqa: E402
+from algorithm.labels import CANAL, DISC, VERTEBRA, to_classes  # noqa: E402
+from train import augment  # noqa: E402
+from train.cli import main as train_main  # noqa: E402
+from train.dataset import Case, Volume, split  # noqa: E402
+from train.train import dice_ce_loss, make_optimizer, sample_batch  # noqa: E402
+
+TINY = {"widths": [4, 8, 16], "spacing": 1.5, "patch": [64, 64], "batch_size": 2, "steps_per_epoch": 3, "epochs": 2, "warmup_epochs": 0, "val_every": 1}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    from algorithm.synthetic import write_spider_dataset
+
+    folder = tmp_path_factory.mktemp("spider")
+    write_spider_dataset(folder, n_cases=4, seed=5, max_size=96, validation_fraction=0.3)  # 2 training, 2 validation
+    return folder
+
+
+def tiny_config(tmp_path: Path, **overrides) -> Path:
+    import json
+
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps({**TINY, **overrides}))
+    return path
+
+
+def random_volumes(n: int = 2) -> list[Volume]:
+    rng = np.random.default_rng(0)
+    return [Volume(f"v{i}", rng.standard_normal((5, 80, 70)).astype(np.float16), rng.integers(0, 4, (5, 80, 70), dtype=np.uint8), 3.0) for i in range(n)]
+
+
+def test_train_one_epoch_writes_a_model_folder(tmp_path, dataset):
+    out = tmp_path / "run"
+    assert train_main(["--data", str(dataset), "--out", str(out), "--config", str(tiny_config(tmp_path)), "--epochs", "1"]) == 0
+    for name in ("config.json", "model.pt", "last.pt", "log.csv", "curves.png"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert rows[0]["epoch"] == "1" and float(rows[0]["loss"]) > 0
+    assert float(rows[0]["ClassDiceVertebrae"]) >= 0  # validation ran through the inference pipeline
+    assert Config.load(out).widths == (4, 8, 16)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, dataset):
+    config = tiny_config(tmp_path, val_every=100)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert train_main(["--data", str(dataset), "--out", str(straight), "--config", str(config), "--epochs", "2"]) == 0
+    assert train_main(["--data", str(dataset), "--out", str(resumed), "--config", str(config), "--epochs", "2", "--stop-after", "1"]) == 0
+    assert len((resumed / "log.csv").read_text().splitlines()) == 2  # header + epoch 1
+    assert train_main(["--data", str(dataset), "--out", str(resumed), "--config", str(config), "--epochs", "2", "--resume"]) == 0
+    loss = [[float(r["loss"]) for r in csv.DictReader((d / "log.csv").open())] for d in (straight, resumed)]
+    assert len(loss[1]) == 2
+    assert loss[1][1] == pytest.approx(loss[0][1], rel=1e-6)
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    config = Config(widths=(4, 8, 16), patch=(64, 64), batch_size=4, lr=1e-2)
+    from algorithm.model import build_model
+
+    torch.manual_seed(0)
+    x, y = sample_batch(random_volumes(), config, augment.params(), torch.Generator().manual_seed(0), "cpu", train=False)
+    y = torch.bucketize(x[:, config.context], torch.tensor([-0.5, 0.0, 0.5]))  # a learnable 4-class target
+    model = build_model(config)
+    optimizer = make_optimizer(model, config)
+    losses = []
+    for _ in range(40):
+        loss = dice_ce_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:5])
+
+
+def test_augmentation_keeps_image_and_mask_aligned():
+    """A checkerboard image whose classes are its own squares must still match after every
+    spatial transform (only pixels on square edges may differ)."""
+    config = Config(patch=(96, 96), batch_size=6, context=0)
+    yy, xx = np.mgrid[:120, :100]
+    board = (((yy // 12) + (xx // 12)) % 2 + 1).astype(np.uint8)
+    vol = Volume("grid", np.repeat(board[None].astype(np.float16), 3, 0), np.repeat(board[None], 3, 0), 3.0)
+    p = augment.params({"p_rotate": 1.0, "p_scale": 1.0, "p_elastic": 1.0, "p_mirror": 0.0, **{k: 0.0 for k in augment.DEFAULTS if k.startswith("p_") and k not in ("p_rotate", "p_scale", "p_elastic", "p_mirror")}})
+    x, y = sample_batch([vol], config, p, torch.Generator().manual_seed(3), "cpu")
+    image = x[:, 0].numpy()
+    inside = y.numpy() > 0
+    agree = np.round(image[inside]) == y.numpy()[inside]
+    assert agree.mean() > 0.9
+
+
+def test_mirror_reverses_context_only():
+    batch = torch.arange(3.0).view(1, 3, 1, 1).repeat(2, 1, 4, 4)
+    out = augment.mirror(batch, {"p_mirror": 1.0}, torch.Generator().manual_seed(0))
+    assert out[:, :, 0, 0].tolist() == [[2, 1, 0], [2, 1, 0]]
+
+
+def test_unknown_augmentation_key_is_an_error():
+    with pytest.raises(ValueError):
+        augment.params({"p_nonsense": 1.0})
+
+
+@pytest.mark.parametrize("vertebrae, discs", [(range(1, 6), range(201, 206)), (range(20, 25), range(220, 225))])
+def test_label_mapping_both_conventions(vertebrae, discs):
+    mask = np.array([0, 100, *vertebrae, *discs, 105, 118], dtype=np.int16)
+    classes = to_classes(mask)
+    assert classes[0] == 0 and classes[1] == CANAL
+    assert set(classes[2 : 2 + len(vertebrae)]) == {VERTEBRA}
+    assert set(classes[2 + len(vertebrae) : -2]) == {DISC}
+    assert set(classes[-2:]) == {VERTEBRA}  # partially visible vertebrae are vertebrae
+
+
+def test_folds_never_split_a_patient():
+    cases = [Case(f"{pid}_{seq}", Path("i"), Path("m"), "training") for pid in range(20) for seq in ("t1", "t2")]
+    for fold in range(5):
+        train, val = split(cases, fold)
+        assert val and not {c.patient for c in train} & {c.patient for c in val}
+    assert sum(len(split(cases, f)[1]) for f in range(5)) == len(cases)
+
+
+def test_show_augmentations_writes_a_picture(tmp_path, dataset):
+    out = tmp_path / "aug"
+    assert train_main(["--data", str(dataset), "--out", str(out), "--config", str(tiny_config(tmp_path)), "--show-augmentations"]) == 0
+    assert (out / "augmentations.png").stat().st_size > 1000

@@ -1,0 +1,79 @@
+"""Training throughput (slices/s) of a config on this machine, with and without mixed precision.
+
+Speed does not depend on the data, so random volumes of SPIDER T2-SPACE size stand in for it:
+``python -m train.throughput [--config FILE] [--device cuda] [--steps 30] [--json FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def measure(config, device: str, steps: int, amp: bool, warmup: int = 5) -> dict[str, float]:
+    """Median step time and slices/s of sampling + augmentation + optimisation for ``steps`` steps."""
+    import torch
+
+    from train import augment
+    from train.dataset import Volume
+    from train.train import amp_dtype, make_optimizer, sample_batch, train_step
+    from algorithm.model import build_model
+
+    rng = np.random.default_rng(0)
+    volumes = [Volume(f"random{i}", rng.standard_normal((20, 400, 320)).astype(np.float16), rng.integers(0, 4, (20, 400, 320), dtype=np.uint8), 0.9) for i in range(4)]
+    gen = torch.Generator().manual_seed(0)
+    p = augment.params(config.augment)
+    model = build_model(config).to(device)
+    if device == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    dtype = amp_dtype(device) if amp else None
+    scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
+    times, sample_times = [], []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        x, y = sample_batch(volumes, config, p, gen, device)
+        if device == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        train_step(model, optimizer, scaler, x, y, dtype, config.grad_clip)  # .item() syncs
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+            sample_times.append(t1 - t0)
+    step = float(np.median(times))
+    return {
+        "device": device, "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "batch": config.batch_size,
+        "patch": list(config.patch), "step_ms": 1000 * step, "sample_ms": 1000 * float(np.median(sample_times)),
+        "slices_per_s": config.batch_size / step,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.throughput", description=__doc__)
+    parser.add_argument("--config", type=Path, help="JSON of Config overrides (default: train/configs/bundled.json)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, help="override the config's batch size")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    from algorithm.config import Config
+
+    path = args.config or Path(__file__).parent / "configs" / "bundled.json"
+    config = Config.from_dict(json.loads(path.read_text()))
+    if args.batch_size:
+        config.batch_size = args.batch_size
+    results = [measure(config, args.device, args.steps, amp) for amp in ((False, True) if args.device == "cuda" else (False,))]
+    for r in results:
+        print(f"{r['device']} {r['amp']:>8}: batch {r['batch']} x {r['patch']}  step {r['step_ms']:.1f} ms (sampling+augmentation {r['sample_ms']:.1f} ms)  {r['slices_per_s']:.1f} slices/s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
