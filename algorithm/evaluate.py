@@ -256,7 +256,7 @@ def _volumes(folder: Path, role: str) -> dict[str, Path]:
     return files
 
 
-def _read_labels(path: Path):
+def read_labels(path: Path):
     """(image, label array) of a mask file; InputError for anything unusable."""
     import SimpleITK as sitk
 
@@ -267,7 +267,7 @@ def _read_labels(path: Path):
         raise InputError(f"{path}: {err}") from None
 
 
-def _check_grid(ref_image, pred_image, pred_path: Path) -> None:
+def check_grid(ref_image, pred_image, pred_path: Path) -> None:
     """InputError unless the prediction lies on the reference's voxel grid."""
     checks = (
         ("size", ref_image.GetSize(), pred_image.GetSize(), 0),
@@ -282,12 +282,12 @@ def _check_grid(ref_image, pred_image, pred_path: Path) -> None:
 
 def evaluate_files(ref_path: Path, pred_path: Path | None, official_spacing_order: bool = False, surface: bool = True) -> dict[str, float]:
     """Metrics of one reference file and its prediction file (None: nothing predicted)."""
-    ref_image, ref = _read_labels(ref_path)
+    ref_image, ref = read_labels(ref_path)
     if pred_path is None:
         pred = np.zeros_like(ref)
     else:
-        pred_image, pred = _read_labels(pred_path)
-        _check_grid(ref_image, pred_image, pred_path)
+        pred_image, pred = read_labels(pred_path)
+        check_grid(ref_image, pred_image, pred_path)
     return evaluate_case(ref, pred, ref_image.GetSpacing()[::-1], official_spacing_order, surface)
 
 

@@ -153,15 +153,15 @@ def write_expected(case_dir: Path, model_dir: Path | None = None) -> Path:
 def compare_volumes(output: Path, expected: Path, min_dice: float = MIN_DICE) -> tuple[bool, str]:
     """Same grid, same label set, and Dice >= ``min_dice`` for every expected structure;
     returns (passed, one-line summary)."""
-    from algorithm.evaluate import _check_grid, _read_labels, match, overlap
+    from algorithm.evaluate import check_grid, read_labels, match, overlap
     from algorithm.io import InputError
 
     if not output.is_file():
         return False, f"no output {output}"
     try:
-        ref_image, ref = _read_labels(expected)
-        out_image, out = _read_labels(output)
-        _check_grid(ref_image, out_image, output)
+        ref_image, ref = read_labels(expected)
+        out_image, out = read_labels(output)
+        check_grid(ref_image, out_image, output)
     except InputError as err:
         return False, str(err)
     ref_labels, out_labels = set(np.unique(ref).tolist()), set(np.unique(out).tolist())
