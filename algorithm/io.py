@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -44,11 +45,17 @@ def read_image(path: str | Path):
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayViewFromImage(image)  # forces the pixel data to be read
     except RuntimeError as err:
-        reason = str(err).strip().splitlines()
-        detail = next((line for line in reversed(reason) if line.strip()), "unreadable")
-        raise InputError(f"{path}: cannot read image ({detail.strip()[:160]})") from None
+        raise InputError(f"{path}: cannot read image, corrupt or unsupported file ({_reason(err)})") from None
     check_image(image, array, path)
     return image
+
+
+def _reason(err: Exception) -> str:
+    """The informative line of a SimpleITK error: no location, no ITK object id, and no stale
+    'Reason: <errno text>' line (ITK reports a truncated file as 'No such file or directory')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.startswith(("Exception thrown", "Reason:"))]
+    detail = re.sub(r"^(ITK ERROR: \w+\(0x[0-9a-fA-F]+\): |sitk::ERROR: )", "", lines[-1] if lines else "unreadable")
+    return detail[:160]
 
 
 def check_image(image, array: np.ndarray, path: str | Path) -> None:
@@ -81,7 +88,8 @@ def write_image(array: np.ndarray, reference, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(reference)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".mha", prefix=".partial-", dir=path.parent)
+    suffix = next((sfx for sfx in SUFFIXES if path.name.lower().endswith(sfx)), path.suffix or ".mha")
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".partial-", dir=path.parent)
     os.close(fd)
     try:
         sitk.WriteImage(image, tmp, useCompression=True)
