@@ -4,17 +4,38 @@ normalisation and 2.5D context. Arrays are in the canonical layout (see geometry
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from algorithm.config import Config
 
 
+def _source(n_in: int, n_out: int) -> np.ndarray:
+    """Input coordinate of each output pixel centre when ``n_in`` pixels are resampled to
+    ``n_out`` over the same extent (pixel-area aligned), clamped to the input."""
+    return np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+
+
 def resample_inplane(volume: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray:
-    """Resample the last two axes of (..., H, W) to ``shape`` (pixel-area aligned grids)."""
-    if tuple(volume.shape[-2:]) == tuple(shape):
-        return volume
-    zoom = [1.0] * (volume.ndim - 2) + [shape[0] / volume.shape[-2], shape[1] / volume.shape[-1]]
-    return ndimage.zoom(volume, zoom, order=order, mode="nearest", grid_mode=True, prefilter=False)
+    """Resample the last two axes of (..., H, W) to ``shape``: nearest (order 0) or linear
+    (order 1) on pixel-area aligned grids, separably, one axis after the other. Matches
+    ``scipy.ndimage.zoom(..., grid_mode=True, mode="nearest")`` at several times its speed."""
+    if order not in (0, 1):
+        raise ValueError("order must be 0 or 1")
+    if order == 1 and not np.issubdtype(volume.dtype, np.floating):
+        volume = volume.astype(np.float32)
+    for axis, n_out in ((-2, shape[0]), (-1, shape[1])):
+        n_in = volume.shape[axis]
+        if n_in == n_out:
+            continue
+        src = _source(n_in, n_out)
+        if order == 0:
+            volume = np.take(volume, np.floor(src + 0.5).astype(np.intp), axis=axis)
+            continue
+        lo = np.floor(src).astype(np.intp)
+        weight = (src - lo).astype(np.float32)
+        first = np.take(volume, lo, axis=axis)
+        step = np.take(volume, np.minimum(lo + 1, n_in - 1), axis=axis) - first
+        volume = first + step * (weight[:, None] if axis == -2 else weight)
+    return volume
 
 
 def model_shape(shape: tuple[int, int], spacing: tuple[float, float], config: Config) -> tuple[int, int]:
