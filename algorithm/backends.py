@@ -38,6 +38,7 @@ class TorchBackend:
         import torch
 
         self.torch, self.device = torch, device
+        self.fp16 = device == "cuda"  # FP16 autocast; the benchmark sets False to measure FP32 on CUDA
         self.model = model.to(device).eval()
         if device == "cuda":
             self.model.to(memory_format=torch.channels_last)
@@ -46,7 +47,7 @@ class TorchBackend:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.device == "cuda"):
+        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.fp16):
             if self.device == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             return self.model(x).float().cpu().numpy()

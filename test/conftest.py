@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,8 @@ def shared_data(sub: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A small untrained model (weights, ONNX, config) for end-to-end tests."""
-    torch = pytest.importorskip("torch")
-    from algorithm.backends import WEIGHTS_NAME
+    pytest.importorskip("torch")
+    from algorithm.benchmark import random_model
     from algorithm.config import Config
-    from algorithm.export import export_onnx
-    from algorithm.model import build_model
 
-    folder = tmp_path_factory.mktemp("tiny_model")
-    config = Config(widths=(4, 8, 16), spacing=1.5)
-    config.save(folder)
-    torch.manual_seed(0)
-    torch.save(build_model(config).state_dict(), folder / WEIGHTS_NAME)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_onnx(folder)
-    return folder
+    return random_model(tmp_path_factory.mktemp("tiny_model"), Config(widths=(4, 8, 16), spacing=1.5))
