@@ -4,6 +4,9 @@ label mapping, splits by patient."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +67,16 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, dataset):
     loss = [[float(r["loss"]) for r in csv.DictReader((d / "log.csv").open())] for d in (straight, resumed)]
     assert len(loss[1]) == 2
     assert loss[1][1] == pytest.approx(loss[0][1], rel=1e-6)
+
+
+def test_distributed_training_with_torchrun(tmp_path, dataset):
+    """Two CPU processes (gloo) through torchrun: the DistributedDataParallel path, same command."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "train.cli",
+           "--data", str(dataset), "--out", str(out), "--config", str(tiny_config(tmp_path)), "--epochs", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "model.pt").is_file() and len((out / "log.csv").read_text().splitlines()) == 2
 
 
 def test_loss_decreases_on_a_fixed_batch():

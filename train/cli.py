@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger("train").warning("skipping: %s", err)
     logging.getLogger("train").info("%d training volumes, %d validation volumes", len(volumes), len(val))
     best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after)
-    print(json.dumps({k: v for k, v in best.items()}, indent=1))
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(best, indent=1))
     return 0
 
 
