@@ -69,6 +69,15 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, dataset):
     assert loss[1][1] == pytest.approx(loss[0][1], rel=1e-6)
 
 
+def test_init_starts_from_given_weights(tmp_path, dataset):
+    first, second = tmp_path / "first", tmp_path / "second"
+    config = tiny_config(tmp_path, val_every=100)
+    assert train_main(["--data", str(dataset), "--out", str(first), "--config", str(config), "--epochs", "1"]) == 0
+    assert train_main(["--data", str(dataset), "--out", str(second), "--config", str(config), "--epochs", "1", "--init", str(first / "model.pt")]) == 0
+    loss = [float(next(csv.DictReader((d / "log.csv").open()))["loss"]) for d in (first, second)]
+    assert loss[1] < loss[0]  # the second run starts where the first ended
+
+
 def test_distributed_training_with_torchrun(tmp_path, dataset):
     """Two CPU processes (gloo) through torchrun: the DistributedDataParallel path, same command."""
     out = tmp_path / "ddp"

@@ -15,6 +15,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, type=Path, help="folder with images/, masks/ and overview.csv")
     parser.add_argument("--out", required=True, type=Path, help="run folder (config.json, model.pt, last.pt, logs)")
     parser.add_argument("--config", type=Path, help="JSON file of Config overrides (a run folder's config.json works)")
+    parser.add_argument("--init", type=Path, metavar="WEIGHTS", help="start from these weights (a model.pt of the same architecture), e.g. to fine-tune")
     parser.add_argument("--fold", type=int, help="validate on fold K of 5 by patient instead of the official split")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (exactly)")
     parser.add_argument("--epochs", type=int, help="override the config's epoch count")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         except InputError as err:
             logging.getLogger("train").warning("skipping: %s", err)
     logging.getLogger("train").info("%d training volumes, %d validation volumes", len(volumes), len(val))
-    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after)
+    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after, init=args.init)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(best, indent=1))
     return 0

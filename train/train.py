@@ -140,9 +140,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir: Path, resume: bool = False, device: str | None = None, epochs: int | None = None, stop_after: int | None = None) -> dict:
+def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir: Path, resume: bool = False, device: str | None = None, epochs: int | None = None, stop_after: int | None = None, init: Path | None = None) -> dict:
     """Train (or resume) in ``out_dir``; returns the best validation scores seen. ``stop_after``
-    ends the run early after that epoch, leaving the schedule as if it went on (resume later)."""
+    ends the run early after that epoch, leaving the schedule as if it went on (resume later);
+    ``init`` starts a new run from existing weights."""
     from tqdm import tqdm
 
     from train.report import Logger
@@ -162,7 +163,10 @@ def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir
     torch.manual_seed(config.seed + rank)
     gen = torch.Generator().manual_seed(config.seed + rank)
     p = augment.params(config.augment)
-    model = build_model(config).to(device)
+    model = build_model(config)
+    if init is not None:
+        model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+    model = model.to(device)
     if device == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
