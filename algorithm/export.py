@@ -131,7 +131,10 @@ def verify_onnx(model_dir: str | Path, name: str = ONNX_NAME, margin: float = 0.
 
 
 def prepare_model_dir(source: Path, out_dir: Path) -> Path:
-    """Copy a run folder's or checkpoint's config and weights into ``out_dir`` (as model.pt)."""
+    """Copy a run folder's or checkpoint's config and weights into ``out_dir`` (as model.pt).
+
+    The weights are stored in half precision (half the size; every backend computes in FP32 or
+    its own precision from them), and the ONNX files are exported from these very weights."""
     if not source.exists():
         raise ExportError(f"{source}: no such file or folder")
     weights = source / WEIGHTS_NAME if source.is_dir() else source
@@ -145,7 +148,8 @@ def prepare_model_dir(source: Path, out_dir: Path) -> Path:
     if weights.resolve() != (out_dir / WEIGHTS_NAME).resolve():
         import torch
 
-        torch.save(load_weights(weights), out_dir / WEIGHTS_NAME)
+        state = load_weights(weights)
+        torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, out_dir / WEIGHTS_NAME)
     return out_dir
 
 
