@@ -36,7 +36,6 @@ class Config:
     warmup_epochs: int = 2
     grad_clip: float = 12.0
     val_every: int = 5
-    synthetic_fraction: float = 0.0
     augment: dict = field(default_factory=dict)
     seed: int = 0
 
