@@ -39,18 +39,28 @@ class Timer:
 
 @dataclass
 class Segmenter:
-    """A loaded model: its config, its backend and the batch size slices go through in."""
+    """A loaded model: its config, its backend, the batch size slices go through in, and whether
+    to average with the left-right mirrored input (test-time augmentation, twice the compute)."""
 
     config: Config
     backend: Backend
     batch_size: int = 8
+    mirror: bool = False
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto", batch_size: int | None = None) -> "Segmenter":
+    def load(cls, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto", batch_size: int | None = None, mirror: bool = False) -> "Segmenter":
         model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
         config = Config.load(model_dir)
         chosen = load_backend(model_dir, config, backend, device)
-        return cls(config, chosen, batch_size or (32 if chosen.device == "cuda" else 4))
+        return cls(config, chosen, batch_size or (32 if chosen.device == "cuda" else 4), mirror)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Network logits of a batch; with ``mirror``, averaged with those of the mirrored input
+        (a left-right mirror of a sagittal slice stack reverses the order of the context slices)."""
+        out = self.backend(batch)
+        if self.mirror:
+            out = (out + self.backend(np.ascontiguousarray(batch[:, ::-1]))) / 2
+        return out
 
 
 def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
@@ -75,7 +85,7 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
             idx = range(start, min(start + segmenter.batch_size, volume.shape[0]))
             batch = np.stack([context_slices(pp, i, spacing[0], config) for i in idx])
             batch, (h, w) = pad_to_multiple(batch, config.divisor, fill)
-            logits = segmenter.backend(batch)[..., :h, :w]
+            logits = segmenter.logits(batch)[..., :h, :w]
             logits = resample_inplane(logits, volume.shape[1:], order=1)
             classes[idx.start : idx.stop] = logits.argmax(axis=1)
     return classes

@@ -57,6 +57,15 @@ def test_file_and_folder_modes(tmp_path, tiny_model_dir, backend):
     assert (tmp_path / "all" / "qc" / "a_qc.png").is_file()
 
 
+def test_mirror_averages_both_directions(tiny_model_dir):
+    from algorithm.pipeline import Segmenter
+
+    segmenter = Segmenter.load(tiny_model_dir, mirror=True)
+    batch = np.random.default_rng(0).standard_normal((2, segmenter.config.in_channels, 16, 16)).astype(np.float32)
+    expected = (segmenter.backend(batch) + segmenter.backend(batch[:, ::-1].copy())) / 2
+    assert np.allclose(segmenter.logits(batch), expected, atol=1e-6)
+
+
 def test_good_files_written_despite_bad_ones(tmp_path, tiny_model_dir, caplog):
     volume(tmp_path / "in" / "good.mha")
     (tmp_path / "in" / "text.mha").write_text("not an image")
