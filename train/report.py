@@ -99,3 +99,23 @@ def show_augmentations(volumes: list, config, path: Path, rows: int = 3, cols: i
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m train.report RUN_DIR [OUT.png]``: redraw a run's training curves from its log.csv."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m train.report", description=main.__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("out", type=Path, nargs="?")
+    args = parser.parse_args(argv)
+    log = args.run_dir / LOG_CSV
+    if not log.is_file():
+        parser.error(f"{log}: no such file")
+    with log.open(newline="") as f:
+        plot_curves(list(csv.DictReader(f)), args.out or args.run_dir / CURVES_PNG)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
