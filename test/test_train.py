@@ -94,7 +94,7 @@ def test_loss_decreases_on_a_fixed_batch():
 
     torch.manual_seed(0)
     x, y = sample_batch(random_volumes(), config, augment.params(), torch.Generator().manual_seed(0), "cpu", train=False)
-    y = torch.bucketize(x[:, config.context], torch.tensor([-0.5, 0.0, 0.5]))  # a learnable 4-class target
+    y = torch.bucketize(x[:, config.context].contiguous(), torch.tensor([-0.5, 0.0, 0.5]))  # a learnable 4-class target
     model = build_model(config)
     optimizer = make_optimizer(model, config)
     losses = []
