@@ -102,18 +102,24 @@ def show_augmentations(volumes: list, config, path: Path, rows: int = 3, cols: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m train.report RUN_DIR [OUT.png]``: redraw a run's training curves from its log.csv."""
+    """``python -m train.report RUN_DIR [RUN_DIR ...] [--out PNG]``: redraw training curves from
+    log.csv; several runs (e.g. a run and its ``--init`` continuation) are drawn one after another."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m train.report", description=main.__doc__)
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("out", type=Path, nargs="?")
+    parser.add_argument("run_dirs", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, help="default: the first run's curves.png")
     args = parser.parse_args(argv)
-    log = args.run_dir / LOG_CSV
-    if not log.is_file():
-        parser.error(f"{log}: no such file")
-    with log.open(newline="") as f:
-        plot_curves(list(csv.DictReader(f)), args.out or args.run_dir / CURVES_PNG)
+    rows, offset = [], 0
+    for run in args.run_dirs:
+        log = run / LOG_CSV
+        if not log.is_file():
+            parser.error(f"{log}: no such file")
+        with log.open(newline="") as f:
+            run_rows = list(csv.DictReader(f))
+        rows += [{**r, "epoch": int(r["epoch"]) + offset} for r in run_rows]
+        offset += len(run_rows)
+    plot_curves(rows, args.out or args.run_dirs[0] / CURVES_PNG)
     return 0
 
 
