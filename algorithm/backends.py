@@ -59,7 +59,7 @@ def torch_backend(model_dir: Path, config: Config, device: str) -> TorchBackend:
         import torch
     except ImportError:
         raise BackendUnavailable("torch is not installed") from None
-    from algorithm.model import build_model
+    from algorithm.model import build_model, load_weights
 
     weights = model_dir / WEIGHTS_NAME
     if not weights.is_file():
@@ -69,7 +69,7 @@ def torch_backend(model_dir: Path, config: Config, device: str) -> TorchBackend:
     if device == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailable("CUDA is not available to torch")
     model = build_model(config)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.load_state_dict(load_weights(weights))
     return TorchBackend(model, device)
 
 

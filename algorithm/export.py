@@ -31,18 +31,8 @@ class ExportError(Exception):
     """An export or parity check failed; reported as one line."""
 
 
-def load_weights(path: Path) -> dict:
-    """A state dict from ``path``: plain, or under the key ``model`` of a training checkpoint."""
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    return state
-
-
 def _load_model(model_dir: Path):
-    from algorithm.model import build_model
+    from algorithm.model import build_model, load_weights
 
     config = Config.load(model_dir)
     model = build_model(config)
@@ -147,6 +137,8 @@ def prepare_model_dir(source: Path, out_dir: Path) -> Path:
     Config.load(config).save(out_dir)
     if weights.resolve() != (out_dir / WEIGHTS_NAME).resolve():
         import torch
+
+        from algorithm.model import load_weights
 
         state = load_weights(weights)
         torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, out_dir / WEIGHTS_NAME)

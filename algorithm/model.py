@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pathlib import Path
+
 from algorithm.config import Config
 
 
@@ -63,3 +65,11 @@ class UNet2D(nn.Module):
 def build_model(config: Config) -> UNet2D:
     """The network a config describes."""
     return UNet2D(config.in_channels, config.num_classes, tuple(config.widths), config.norm)
+
+
+def load_weights(path: str | Path) -> dict:
+    """A state dict from ``path``: plain, or under the key ``model`` of a training checkpoint."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    return state

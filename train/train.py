@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from algorithm.backends import WEIGHTS_NAME, TorchBackend
 from algorithm.config import Config
-from algorithm.model import build_model
+from algorithm.model import build_model, load_weights
 from algorithm.preprocess import context_slices
 from train import augment
 from train.dataset import Volume
@@ -165,14 +165,14 @@ def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir
     p = augment.params(config.augment)
     model = build_model(config)
     if init is not None:
-        model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_weights(init))
     model = model.to(device)
     if device == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
     dtype = amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    start_epoch, best, history = 0, {"mean": -1.0}, []
+    start_epoch, best = 0, {"mean": -1.0}
     if resume and (out_dir / LAST).is_file():
         state = torch.load(out_dir / LAST, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
