@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from algorithm.geometry import Orientation, orientation
-from algorithm.io import InputError, is_volume_file, read_image, stem
+from algorithm.io import InputError, grid_differences, is_volume_file, read_image, stem
 from algorithm.labels import (
     CANAL,
     CANAL_LABEL,
@@ -42,7 +42,6 @@ CANONICAL_LETTERS = (("L", "R"), ("I", "S"), ("P", "A"))
 STRUCTURES = ("vertebra", "partial vertebra", "disc", "canal")
 SEQ_COLORS = {"t1": "tab:blue", "t2": "tab:orange", "t2_SPACE": "tab:green"}
 CLASS_COLORS = {VERTEBRA: (0.95, 0.85, 0.2), DISC: (0.2, 0.6, 1.0), CANAL: (1.0, 0.3, 0.3)}
-ORIGIN_TOL_MM, SPACING_RTOL, DIRECTION_TOL = 1e-2, 1e-4, 1e-4
 
 
 # ----------------------------------------------------------------------------- finding files
@@ -151,24 +150,6 @@ def label_stats(mask: np.ndarray, orient: Orientation) -> dict:
         "volumes_ml": volumes,
         "class_volumes_ml": {CLASS_NAMES[c]: round(classes[c] * voxel_ml, 3) for c in range(1, len(CLASS_NAMES))},
     }
-
-
-def grid_differences(image, mask) -> list[str]:
-    """Which parts of the voxel grid (size, spacing, origin, direction) differ between two images."""
-    diffs = []
-    if image.GetSize() != mask.GetSize():
-        diffs.append(f"size {image.GetSize()} vs {mask.GetSize()}")
-    if not np.allclose(image.GetSpacing(), mask.GetSpacing(), rtol=SPACING_RTOL, atol=0):
-        diffs.append(f"spacing {_round(image.GetSpacing())} vs {_round(mask.GetSpacing())}")
-    if not np.allclose(image.GetOrigin(), mask.GetOrigin(), rtol=0, atol=ORIGIN_TOL_MM):
-        diffs.append(f"origin {_round(image.GetOrigin())} vs {_round(mask.GetOrigin())}")
-    if not np.allclose(image.GetDirection(), mask.GetDirection(), rtol=0, atol=DIRECTION_TOL):
-        diffs.append("direction cosines differ")
-    return diffs
-
-
-def _round(values) -> tuple:
-    return tuple(round(float(v), 3) for v in values)
 
 
 def _read(path: Path | None, flags: list[str]):

@@ -12,6 +12,7 @@ import numpy as np
 SUFFIXES = (".mha", ".mhd", ".nii.gz", ".nii", ".nrrd")
 MIN_SPACING_MM, MAX_SPACING_MM = 0.05, 20.0
 MIN_SLICES, MIN_INPLANE = 1, 16
+ORIGIN_TOL_MM, SPACING_RTOL, DIRECTION_TOL = 1e-2, 1e-4, 1e-4
 
 
 class InputError(Exception):
@@ -98,3 +99,21 @@ def write_image(array: np.ndarray, reference, path: str | Path) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def grid_differences(image, mask) -> list[str]:
+    """Which parts of the voxel grid (size, spacing, origin, direction) differ between two images."""
+    diffs = []
+    if image.GetSize() != mask.GetSize():
+        diffs.append(f"size {image.GetSize()} vs {mask.GetSize()}")
+    if not np.allclose(image.GetSpacing(), mask.GetSpacing(), rtol=SPACING_RTOL, atol=0):
+        diffs.append(f"spacing {_rounded(image.GetSpacing())} vs {_rounded(mask.GetSpacing())}")
+    if not np.allclose(image.GetOrigin(), mask.GetOrigin(), rtol=0, atol=ORIGIN_TOL_MM):
+        diffs.append(f"origin {_rounded(image.GetOrigin())} vs {_rounded(mask.GetOrigin())}")
+    if not np.allclose(image.GetDirection(), mask.GetDirection(), rtol=0, atol=DIRECTION_TOL):
+        diffs.append("direction cosines differ")
+    return diffs
+
+
+def _rounded(values) -> tuple:
+    return tuple(round(float(v), 3) for v in values)

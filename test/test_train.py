@@ -143,6 +143,21 @@ def test_label_mapping_both_conventions(vertebrae, discs):
     assert set(classes[-2:]) == {VERTEBRA}  # partially visible vertebrae are vertebrae
 
 
+def test_mask_off_the_image_grid_is_refused(tmp_path):
+    import SimpleITK as sitk
+
+    from algorithm.io import InputError
+    from train.dataset import load_canonical
+
+    image = sitk.GetImageFromArray(np.zeros((4, 32, 32), np.int16))
+    mask = sitk.GetImageFromArray(np.ones((4, 32, 32), np.int16))
+    mask.SetOrigin((0.0, 0.0, 5.0))
+    sitk.WriteImage(image, str(tmp_path / "i.mha"))
+    sitk.WriteImage(mask, str(tmp_path / "m.mha"))
+    with pytest.raises(InputError, match="origin"):
+        load_canonical(Case("1_t2", tmp_path / "i.mha", tmp_path / "m.mha", "training"))
+
+
 def test_folds_never_split_a_patient():
     cases = [Case(f"{pid}_{seq}", Path("i"), Path("m"), "training") for pid in range(20) for seq in ("t1", "t2")]
     for fold in range(5):

@@ -15,7 +15,7 @@ import numpy as np
 
 from algorithm.config import Config
 from algorithm.geometry import orientation
-from algorithm.io import InputError, read_image, stem
+from algorithm.io import InputError, grid_differences, read_image, stem
 from algorithm.labels import to_classes
 from algorithm.preprocess import model_shape, preprocess, resample_inplane
 
@@ -94,11 +94,9 @@ def load_canonical(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, flo
     import SimpleITK as sitk
 
     image, mask = read_image(case.image), read_image(case.mask)
-    same = image.GetSize() == mask.GetSize() and np.allclose(image.GetSpacing(), mask.GetSpacing(), atol=1e-3) and np.allclose(
-        image.GetDirection(), mask.GetDirection(), atol=1e-3
-    )
-    if not same:
-        raise InputError(f"{case.mask}: mask grid differs from image {case.image}")
+    differences = grid_differences(image, mask)
+    if differences:
+        raise InputError(f"{case.mask}: mask grid differs from image {case.image}: {'; '.join(differences)}")
     orient = orientation(image.GetDirection(), image.GetSpacing())
     volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
     labels = orient.to_canonical(sitk.GetArrayViewFromImage(mask))
