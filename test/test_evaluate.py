@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-from algorithm.evaluate import ASD_KEYS, DICE_KEYS, METRICS, class_dice, evaluate_case, evaluate_dirs, main
+from algorithm.evaluate import ASD_KEYS, DICE_KEYS, INSTANCE_KEYS, METRICS, class_dice, evaluate_case, evaluate_dirs, main
 
 OFFICIAL_KEYS = DICE_KEYS + ASD_KEYS
 
@@ -93,7 +93,7 @@ def test_identical_masks_score_perfectly():
     scores = evaluate_case(ref, ref, (3.0, 0.5, 0.5))
     assert set(scores) == set(METRICS)
     for key, value in scores.items():
-        assert value == (0.0 if key.startswith("ASD") or key == "OveralASD" else 1.0), key
+        assert value == (0.0 if "ASD" in key or key in INSTANCE_KEYS else 1.0), key
 
 
 def test_structure_below_dice_threshold_is_missed():
@@ -142,6 +142,35 @@ def test_partial_vertebrae_count_only_overall():
     assert scores["OveralDiceScore"] == pytest.approx(4 / 5)
     assert scores["ClassDiceVertebrae"] < 1.0  # 101-125 are vertebrae at class level
     assert math.isnan(scores["OveralASD"])
+
+
+def test_fused_labels_count_one_label_over_two_levels():
+    ref = spine()
+    assert evaluate_case(ref, ref, (1.0, 1.0, 1.0), surface=False)["FusedLabels"] == 0
+    pred = ref.copy()
+    pred[(ref == 2) | (ref == 201)] = 2  # vertebra 2 and its disc in one label
+    assert evaluate_case(ref, pred, (1.0, 1.0, 1.0), surface=False)["FusedLabels"] == 1
+    pred[ref == 1] = 2  # three levels, still one fused label
+    pred[ref == 102] = 5
+    assert evaluate_case(ref, pred, (1.0, 1.0, 1.0), surface=False)["FusedLabels"] == 1
+    pred = ref.copy()
+    pred[1:2, 18:21, 2:12] = 2  # a quarter of the disc taken by the vertebra above: not fused
+    assert evaluate_case(ref, pred, (1.0, 1.0, 1.0), surface=False)["FusedLabels"] == 0
+
+
+def test_stray_components_count_predictions_touching_no_reference():
+    ref = spine((6, 40, 30))
+    pred = ref.copy()
+    assert evaluate_case(ref, pred, (1.0, 1.0, 1.0), surface=False)["StrayComponents"] == 0
+    pred[0:2, 32:36, 24:28] = 3  # a vertebra blob far from the spine
+    pred[4:6, 2:4, 26:29] = 205  # a disc blob
+    pred[0, 38, 0] = 3  # same value, another component
+    pred[5, 36:38, 20:22] = 100  # canal blobs are not counted
+    scores = evaluate_case(ref, pred, (1.0, 1.0, 1.0), surface=False)
+    assert scores["StrayComponents"] == 3
+    assert scores["FusedLabels"] == 0
+    pred[0:2, 28:33, 11:25] = 3  # the first blob now reaches into vertebra 1: it touches a reference structure
+    assert evaluate_case(ref, pred, (1.0, 1.0, 1.0), surface=False)["StrayComponents"] == 2
 
 
 def test_class_dice_and_surface_switch():
@@ -222,7 +251,7 @@ def test_real_masks_against_themselves(tmp_path):
     summary = evaluate_dirs(tmp_path / "ref", tmp_path / "pred", progress=False)
     assert len(summary["cases"]) == 1 and not summary["errors"]
     for key, mean in summary["mean"].items():
-        assert mean == (0.0 if "ASD" in key else 1.0), key
+        assert mean == (0.0 if "ASD" in key or key in INSTANCE_KEYS else 1.0), key
 
 
 def test_real_mask_relabelled_still_perfect():
