@@ -24,6 +24,7 @@ class Config:
     norm: str = "batch"  # "batch" (foldable into the convolutions at export) or "instance"
     # post-processing
     min_component_mm3: float = 100.0
+    partial_vertebrae: bool = False  # vertebrae cut by the superior/inferior edge -> 101-125 (the released masks never do)
     # training recipe (ignored at inference)
     patch: tuple[int, int] = (256, 256)
     batch_size: int = 8

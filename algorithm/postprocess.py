@@ -14,8 +14,21 @@ Steps (all on the bounding box of the foreground, scipy + cc3d only):
 4. vertebra pieces without a body (pedicles and facets cut off in lateral slices, arches cut
    off in a midline slab) join the nearest vertebrae, cell by cell, when within ATTACH_MM or
    behind the canal's front wall; other seedless pieces become vertebrae of their own;
-5. canal components of at least CANAL_FRACTION of the largest one become label 100;
-6. numbering bottom-up: vertebra 1 is the lowest, disc 200+k lies directly below vertebra k.
+5. the spine column (`fit_column`): the chain of vertebrae and discs that touch each other
+   (within CONTACT_MM) is found; vertebrae and discs outside it are reassigned to the nearest
+   chain vertebra when they lie where posterior elements can be (behind the discs, at the
+   chain's height, near its midline) or within ATTACH_MM of it, and dropped otherwise (skin,
+   bowel, the border of the field of view); discs touching the same bodies are merged, two
+   short bodies without a disc between them are merged, and a body much taller than its
+   neighbours is cut at its narrowest level;
+6. canal components of at least CANAL_FRACTION of the largest one become label 100;
+7. numbering bottom-up: vertebra 1 is the lowest, disc 200+k lies directly below vertebra k;
+   with `config.partial_vertebrae`, a vertebra cut by the superior or inferior edge of the field
+   of view becomes 100+k (SPIDER's scheme; off by default, as every released mask seen here
+   labels such vertebrae 1-25).
+
+`postprocess(..., log=[])` appends one record per action (dropped, reassigned, merged, split,
+partial) to the list, for the QC JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from algorithm.config import Config
-from algorithm.labels import CANAL, CANAL_LABEL, DISC, DISC_OFFSET, MAX_INDEX, VERTEBRA
+from algorithm.labels import CANAL, CANAL_LABEL, DISC, DISC_OFFSET, MAX_INDEX, PARTIAL_OFFSET, VERTEBRA
 
 PERCELL = False
 COARSE_MM = 1.5  # grid spacing of the seed / watershed work
@@ -40,6 +53,14 @@ SIDE_MIN_MM3 = 500.0  # an unseeded slab this large becomes a seed
 SEED_FRACTION = 0.05  # seeds below this fraction of the largest seed are not bodies
 ATTACH_MM = 8.0  # seedless vertebra pieces this close to a vertebra become part of it
 CANAL_FRACTION = 0.1  # canal pieces below this fraction of the largest piece are dropped
+CONTACT_MM = 5.0  # a vertebra this close to a disc touches it (one link of the chain)
+FRONT_MM = 5.0  # kept vertebra pieces lie at most this far in front of the discs' front line ...
+POSTERIOR_MM = 65.0  # ... and at most this far behind their back line (spinous process tips)
+LATERAL_MM = 50.0  # ... and this far to either side of the chain's midline (transverse processes)
+LEVEL_MM = 15.0  # ... and this far above or below the chain's ends
+CANAL_MM = 15.0  # the chain's discs lie this close to the canal (where there is one)
+SPLIT_RATIO = 1.6  # a body this many times taller than the median body is cut
+MERGE_RATIO = 1.3  # two adjacent bodies without a disc between them, together at most this tall, are one
 
 
 @dataclass(frozen=True)
@@ -62,8 +83,12 @@ class DiscPlane:
         return (np.abs(height) <= half_thickness) & (inplane <= (self.radius + margin) ** 2)
 
 
-def postprocess(classes: np.ndarray, spacing: tuple[float, float, float], config: Config) -> np.ndarray:
-    """Canonical uint8 class map (0 bg, 1 vertebra, 2 disc, 3 canal) -> int16 SPIDER instance mask."""
+def postprocess(classes: np.ndarray, spacing: tuple[float, float, float], config: Config, log: list[dict] | None = None) -> np.ndarray:
+    """Canonical uint8 class map (0 bg, 1 vertebra, 2 disc, 3 canal) -> int16 SPIDER instance mask.
+
+    With ``log``, one record per post-processing action is appended to it (see fit_column);
+    positions are mm from the first voxel of the canonical array.
+    """
     classes = np.asarray(classes)
     out = np.zeros(classes.shape, dtype=np.int16)
     box = _bbox(classes > 0)
@@ -75,8 +100,16 @@ def postprocess(classes: np.ndarray, spacing: tuple[float, float, float], config
     verts, discs, canal = _clean(sub, min_voxels)
     discs, planes = _merge_disc_pieces(discs, spacing)
     verts = split_vertebrae(verts, planes, canal, spacing)
-    out[box] = number_structures(verts, discs)
+    records: list[dict] = []
+    verts, discs = fit_column(verts, discs, canal, spacing, records)
+    labels = number_structures(verts, discs)
+    if config.partial_vertebrae:
+        _mark_partial(labels, box, classes.shape[1], records)
+    out[box] = labels
     out[box][canal] = CANAL_LABEL
+    if log is not None:
+        offset = np.array([s.start for s in box]) * spacing
+        log.extend(_final_record(r, labels, verts, discs, offset) for r in records)
     return out
 
 
@@ -359,3 +392,285 @@ def _attach_pieces(labels: np.ndarray, seeds: np.ndarray, present: np.ndarray, f
             labels[own] = next_id
             next_id += 1
     return labels
+
+
+@dataclass
+class _Parts:
+    """Per-id statistics (index = id) measured on the coarse grid: volume (mm3), centre (mm), box of
+    coarse cells and the box of full-resolution voxels it covers."""
+
+    sizes: np.ndarray
+    centres: np.ndarray
+    cells: list
+    boxes: list
+
+    @classmethod
+    def of(cls, coarse: np.ndarray, factors: tuple[int, ...], spacing: np.ndarray, shape: tuple[int, ...]) -> "_Parts":
+        stats = cc3d.statistics(np.ascontiguousarray(coarse))
+        sizes = np.asarray(stats["voxel_counts"]).astype(float) * float(np.prod(spacing * factors))
+        sizes[0] = 0
+        centres = _cell_mm(np.nan_to_num(np.asarray(stats["centroids"], dtype=float).reshape(-1, 3)), factors, spacing)
+        cells = list(stats["bounding_boxes"])
+        boxes = [tuple(slice(c.start * f, min(c.stop * f, n)) for c, f, n in zip(box, factors, shape)) if box else None for box in cells]
+        return cls(sizes, centres, cells, boxes)
+
+    def present(self) -> np.ndarray:
+        return np.flatnonzero(self.sizes)
+
+
+def fit_column(verts: np.ndarray, discs: np.ndarray, canal: np.ndarray, spacing: tuple[float, float, float], records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the spine column: vertebra and disc ids (crop arrays) -> cleaned ids; records appended.
+
+    The chain is the group of discs and vertebrae linked by contact (a vertebra within CONTACT_MM
+    of a disc) with the most disc volume among those within CANAL_MM of the canal (any group
+    where there is no canal); groups in line with it (a gap in the chain) join it. Without any
+    such link nothing can be judged and everything is kept.
+    """
+    sp = np.asarray(spacing)
+    factors = tuple(max(1, round(COARSE_MM / s)) for s in spacing)
+    coarse_mm = sp * factors
+    cv = verts[tuple(slice(f // 2, None, f) for f in factors)]
+    cd = discs[tuple(slice(f // 2, None, f) for f in factors)]
+    vparts, dparts = _Parts.of(cv, factors, sp, verts.shape), _Parts.of(cd, factors, sp, discs.shape)
+    contacts = _contacts(cv, cd, dparts, factors, coarse_mm)
+    groups = _groups(contacts, dparts, _near_canal(cd, canal[tuple(slice(f // 2, None, f) for f in factors)], coarse_mm), sp)
+    if not groups:
+        return verts, discs
+    chain_v, chain_d = groups.pop(0)
+    band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
+    joined = True
+    while joined:  # other groups in line with the column (a gap in the chain) join it
+        joined = False
+        for group in groups:
+            if all(band.holds(dparts.centres[d], FRONT_MM, FRONT_MM, level=False) for d in group[1]):
+                chain_v, chain_d = chain_v | group[0], chain_d | group[1]
+                band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
+                groups.remove(group)
+                joined = True
+                break
+    median_mm3 = float(np.median(vparts.sizes[list(chain_v)])) if chain_v else 0.0
+    d_lut = np.arange(len(dparts.sizes), dtype=np.int64)
+    for d in dparts.present():
+        if d not in chain_d and not band.holds(dparts.centres[d], FRONT_MM, FRONT_MM, level=False):
+            d_lut[d] = 0
+            records.append(_record("dropped", "disc", int(d), dparts, reason="off the spine column"))
+    # pieces too thin to show on the coarse grid go; other vertebrae: bodies in line with the column stay,
+    # pieces near it join the nearest chain vertebra, the rest go
+    thin = np.flatnonzero(np.bincount(verts.ravel(), minlength=len(vparts.sizes))[: len(vparts.sizes)] * (vparts.sizes == 0))
+    if len(thin):
+        lut = np.arange(int(verts.max()) + 1, dtype=verts.dtype)
+        lut[thin[thin > 0]] = 0
+        verts = lut[verts]
+        records.append({"action": "dropped", "class": "vertebra", "count": int((thin > 0).sum()), "reason": f"pieces thinner than the {COARSE_MM} mm grid"})
+    others = [int(v) for v in vparts.present() if v not in chain_v]
+    if others and chain_v:
+        dist, index = ndi.distance_transform_edt(~np.isin(cv, list(chain_v)), sampling=coarse_mm, return_indices=True)
+        for v in others:
+            centre = vparts.centres[v]
+            box = vparts.boxes[v]
+            cells = tuple((np.arange(b.start, b.stop) // f).clip(0, n - 1) for b, f, n in zip(box, factors, cv.shape))
+            own = verts[box] == v
+            if band.holds(centre, FRONT_MM, 0.0) and vparts.sizes[v] >= 0.25 * median_mm3:
+                continue
+            grid = np.ix_(*cells)
+            if float(dist[grid][own].min()) <= ATTACH_MM or band.holds(centre, FRONT_MM, POSTERIOR_MM):
+                target = cv[tuple(i[grid] for i in index)][own]
+                verts[box][own] = target
+                records.append(_record("reassigned", "vertebra", v, vparts, to=sorted({int(t) for t in np.unique(target)})))
+            else:
+                verts[box][own] = 0
+                records.append(_record("dropped", "vertebra", v, vparts, reason="off the spine column"))
+    # discs touching the same bodies on the same sides are one disc
+    sides: dict[tuple, int] = {}
+    for d in sorted(chain_d, key=lambda d: -dparts.sizes[d]):
+        key = (frozenset(contacts[d][0]), frozenset(contacts[d][1]))
+        if key in sides and (key[0] or key[1]):
+            d_lut[d] = sides[key]
+            records.append(_record("merged", "disc", int(d), dparts, into=sides[key]))
+        else:
+            sides.setdefault(key, int(d))
+    if (d_lut != np.arange(len(d_lut))).any():
+        discs = d_lut.astype(discs.dtype)[discs]
+    verts = _merge_and_split_bodies(verts, vparts, contacts, chain_v, band, sp, records)
+    return verts, discs
+
+
+@dataclass
+class _Band:
+    """Where the column's bodies lie, in mm: the discs' front and back lines along the rows,
+    their left-right midline, and the chain's top and bottom."""
+
+    rows: np.ndarray
+    front: np.ndarray
+    back: np.ndarray
+    midline: float
+    top: float
+    bottom: float
+
+    @classmethod
+    def of(cls, chain_v: set, chain_d: set, vparts: _Parts, dparts: _Parts, sp: np.ndarray) -> "_Band":
+        d_ids = np.array(sorted(chain_d))
+        rows = dparts.centres[d_ids, 1]
+        order = np.argsort(rows)
+        front = np.array([dparts.boxes[d][2].start for d in d_ids])[order] * sp[2]
+        back = np.array([dparts.boxes[d][2].stop for d in d_ids])[order] * sp[2]
+        midline = float(np.average(dparts.centres[d_ids, 0], weights=dparts.sizes[d_ids]))
+        spans = [vparts.boxes[v][1] for v in chain_v] + [dparts.boxes[d][1] for d in chain_d]
+        return cls(rows[order], front, back, midline, min(r.start for r in spans) * sp[1], max(r.stop for r in spans) * sp[1])
+
+    def line(self, values: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """A line (front or back) at rows in mm: interpolated between discs, extrapolated straight beyond them."""
+        out = np.interp(row, self.rows, values)
+        if len(self.rows) > 1:
+            slope = np.polyfit(self.rows, values, 1)[0]
+            out = out + slope * (np.minimum(row - self.rows[0], 0) + np.maximum(row - self.rows[-1], 0))
+        return out
+
+    def holds(self, point: np.ndarray, ahead: float, behind: float, level: bool = True) -> bool:
+        """True if a point (mm) lies at the chain's height (LEVEL_MM margin; any height without ``level``),
+        near its midline, and between ``ahead`` mm in front of the front line and ``behind`` mm behind the back line."""
+        if level and not self.top - LEVEL_MM <= point[1] <= self.bottom + LEVEL_MM:
+            return False
+        if abs(point[0] - self.midline) > LATERAL_MM:
+            return False
+        return self.line(self.front, point[1]) - ahead <= point[2] <= self.line(self.back, point[1]) + behind
+
+
+def _contacts(cv: np.ndarray, cd: np.ndarray, dparts: _Parts, factors, coarse_mm: np.ndarray) -> dict[int, tuple[set, set]]:
+    """disc id -> (vertebrae touching it from above, from below), on the coarse grid."""
+    reach = [int(math.ceil(CONTACT_MM / c)) + 1 for c in coarse_mm]
+    out = {}
+    for d in dparts.present():
+        box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(dparts.cells[d], reach, cd.shape))
+        own = cd[box] == d
+        above, below = set(), set()
+        if own.any():
+            near = ndi.distance_transform_edt(~own, sampling=coarse_mm) <= CONTACT_MM
+            touching = cv[box][near]
+            rows = np.nonzero(near)[1]
+            disc_row = np.nonzero(own)[1].mean()
+            for v in np.unique(touching[touching > 0]):
+                sel = touching == v
+                if sel.sum() >= 2:
+                    (above if rows[sel].mean() < disc_row else below).add(int(v))
+        out[int(d)] = (above, below)
+    return out
+
+
+def _near_canal(cd: np.ndarray, canal: np.ndarray, coarse_mm: np.ndarray) -> set:
+    """Disc ids with a cell within CANAL_MM of the canal (all discs where there is no canal)."""
+    if not canal.any():
+        return set(int(d) for d in np.unique(cd[cd > 0]))
+    near = ndi.distance_transform_edt(~canal, sampling=coarse_mm) <= CANAL_MM
+    return set(int(d) for d in np.unique(cd[near & (cd > 0)]))
+
+
+def _groups(contacts: dict[int, tuple[set, set]], dparts: _Parts, near_canal: set, sp: np.ndarray) -> list[tuple[set, set]]:
+    """(vertebra ids, disc ids) of each group linked by contact, best first: near the canal, then the largest
+    sum of disc depths (anterior-posterior extent in mm: discs are wide plates, strays along the skin are thin)."""
+    parent: dict[tuple, tuple] = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    for d, (above, below) in contacts.items():
+        for v in above | below:
+            parent[find(("v", v))] = find(("d", d))
+    groups: dict[tuple, list] = {}
+    for node in list(parent):
+        groups.setdefault(find(node), []).append(node)
+    depth = {d: (dparts.boxes[d][2].stop - dparts.boxes[d][2].start) * sp[2] for d in contacts}
+    ranked = sorted(groups.values(), key=lambda nodes: (-any(k == "d" and i in near_canal for k, i in nodes), -sum(depth[i] for k, i in nodes if k == "d")))
+    return [({i for k, i in nodes if k == "v"}, {i for k, i in nodes if k == "d"}) for nodes in ranked]
+
+
+def _merge_and_split_bodies(verts: np.ndarray, vparts: _Parts, contacts: dict, chain_v: set, band: _Band, sp: np.ndarray, records: list[dict]) -> np.ndarray:
+    """Merge two adjacent short chain bodies with no disc between them; cut a body far taller than the median."""
+    profiles = {v: _body_profile(verts, v, vparts.boxes[v], band, sp) for v in chain_v}
+    heights = {v: len(p) * sp[1] for v, (p, _) in profiles.items() if len(p)}
+    if len(heights) < 3:
+        return verts
+    between = {frozenset((a, b)) for above, below in contacts.values() for a in above for b in below}
+    ordered = sorted(heights, key=lambda v: profiles[v][1])
+    median = float(np.median(list(heights.values())))
+    lut = np.arange(int(verts.max()) + 1)
+    merged: set = set()
+    for upper, lower in zip(ordered, ordered[1:]):
+        if upper in merged or frozenset((upper, lower)) in between:
+            continue
+        span = (profiles[lower][1] + len(profiles[lower][0]) - profiles[upper][1]) * sp[1]
+        if 0 < span <= MERGE_RATIO * median and max(heights[upper], heights[lower]) < 0.75 * median:
+            lut[lower] = upper
+            merged |= {upper, lower}
+            records.append({"action": "merged", "class": "vertebra", "id": int(lower), "into": int(upper), "reason": "two short bodies without a disc between them"})
+    if merged:
+        verts = lut.astype(verts.dtype)[verts]
+    next_id = int(verts.max()) + 1
+    for v in heights:
+        if v in merged or heights[v] <= SPLIT_RATIO * median:
+            continue
+        profile, first = profiles[v]
+        parts = int(round(heights[v] / median))
+        window = max(1, len(profile) // (2 * parts))
+        cuts = []
+        for i in range(1, parts):  # cut at the narrowest row near each equal division
+            target = int(round(i * len(profile) / parts))
+            lo, hi = max(1, target - window), min(len(profile) - 1, target + window + 1)
+            cuts.append(first + lo + int(np.argmin(profile[lo:hi])))
+        box = vparts.boxes[v]
+        own = verts[box] == v
+        ids = np.concatenate([[v], np.arange(next_id, next_id + len(cuts))]).astype(verts.dtype)
+        piece = ids[np.searchsorted(np.asarray(cuts), np.arange(box[1].start, box[1].stop), side="right")]
+        verts[box][own] = np.broadcast_to(piece[None, :, None], own.shape)[own]
+        records.append({"action": "split", "class": "vertebra", "id": int(v), "into": [int(i) for i in ids],
+                        "reason": f"body {heights[v]:.0f} mm tall against a median of {median:.0f} mm"})
+        next_id += len(cuts)
+    return verts
+
+
+def _body_profile(verts: np.ndarray, v: int, box: tuple[slice, ...], band: _Band, sp: np.ndarray) -> tuple[np.ndarray, int]:
+    """(voxels per row of vertebra v's body, i.e. its part between the discs' front and back lines; first row)."""
+    rows_mm = np.arange(box[1].start, box[1].stop) * sp[1]
+    lo = np.floor(band.line(band.front, rows_mm) / sp[2]).astype(int)
+    hi = np.ceil(band.line(band.back, rows_mm) / sp[2]).astype(int)
+    depth = np.arange(box[2].start, box[2].stop)
+    inside = (depth[None, :] >= lo[:, None]) & (depth[None, :] < hi[:, None])
+    counts = ((verts[box] == v) & inside[None]).sum(axis=(0, 2))
+    hit = np.flatnonzero(counts)
+    return (counts[hit[0] : hit[-1] + 1], box[1].start + int(hit[0])) if len(hit) else (np.zeros(0), 0)
+
+
+def _mark_partial(labels: np.ndarray, box: tuple[slice, ...], rows: int, records: list[dict]) -> None:
+    """Vertebrae reaching the first or last row of the volume (cut by the field of view) -> 100+k, in place."""
+    edges = [i for i, at in ((0, box[1].start == 0), (-1, box[1].stop == rows)) if at]
+    for edge in edges:
+        cut = np.unique(labels[:, edge][(labels[:, edge] >= 1) & (labels[:, edge] <= MAX_INDEX)])
+        for value in cut:
+            labels[labels == value] = PARTIAL_OFFSET + value
+            records.append({"action": "partial", "class": "vertebra", "label": int(PARTIAL_OFFSET + value), "reason": "cut by the " + ("superior" if edge == 0 else "inferior") + " edge of the field of view"})
+
+
+def _record(action: str, kind: str, ident: int, parts: _Parts, **extra) -> dict:
+    return {"action": action, "class": kind, "id": int(ident), "volume_ml": round(float(parts.sizes[ident]) / 1000, 3),
+            "centre_mm": [round(float(c), 1) for c in parts.centres[ident]], **extra}
+
+
+def _final_record(record: dict, labels: np.ndarray, verts: np.ndarray, discs: np.ndarray, offset: np.ndarray) -> dict:
+    """A record with crop ids replaced by final labels and positions moved to the whole volume."""
+    out = dict(record)
+    source = verts if out.get("class") == "vertebra" else discs
+
+    def label_of(ident):
+        hit = labels[source == ident]
+        return int(hit[0]) if hit.size else None
+
+    for key in ("into", "to"):
+        if key in out:
+            out[key] = [label_of(i) for i in out[key]] if isinstance(out[key], list) else label_of(out[key])
+    if "centre_mm" in out:
+        out["centre_mm"] = [round(float(c + o), 1) for c, o in zip(out["centre_mm"], offset)]
+    if out["action"] in ("dropped", "reassigned", "merged", "split"):
+        out.pop("id", None)
+    return out

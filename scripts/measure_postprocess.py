@@ -1,0 +1,179 @@
+"""Measure post-processing, old against new, in one run (issue 10).
+
+    PYTHONPATH=$PWD python scripts/measure_postprocess.py [--baseline GIT_REF] [--model DIR] [--json FILE]
+
+The network runs once per volume (class maps cached in --cache, keyed by the model files); then
+each post-processing version (this tree's, and `algorithm/postprocess.py` at --baseline, default
+`main`) turns the same class maps into instance masks, scored with spider-evaluate's metrics:
+
+- spider-slices/t2 (52 real one-slice T2 volumes): fused labels, slices with stray components,
+  class Dice, per-structure Dice;
+- spider-t2space validation (6 cases; only 50 has a true instance mask, 18 is a training case with
+  one, reported beside): per-structure (official) and class Dice, detection, fused, stray;
+- post-processing time of a synthetic 120 x 640 x 512 T2-SPACE volume (the bundled model's
+  prediction of it), both versions alternately, median of --repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+KEYS = ("DiceScoreVertebrae", "DiceScoreDiscs", "ClassDiceVertebrae", "ClassDiceDiscs", "ClassDiceSpinalCanal",
+        "DetectionRateVertebrae", "DetectionRateDiscs", "FusedLabels", "StrayComponents")
+
+
+def load_baseline(ref: str):
+    """algorithm/postprocess.py as it is at git ``ref``, imported as a separate module."""
+    source = subprocess.run(["git", "show", f"{ref}:algorithm/postprocess.py"], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "baseline_postprocess.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("baseline_postprocess", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.postprocess
+
+
+def model_key(model_dir: Path) -> str:
+    digest = hashlib.sha1()
+    for path in sorted(model_dir.iterdir()):
+        if path.is_file():
+            digest.update(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def canonical(path: Path):
+    """(canonical array, canonical spacing) of a volume file."""
+    import SimpleITK as sitk
+
+    from algorithm.geometry import orientation
+    from algorithm.io import read_image
+
+    image = read_image(path)
+    orient = orientation(image.GetDirection(), image.GetSpacing())
+    return np.ascontiguousarray(orient.to_canonical(sitk.GetArrayFromImage(image))), orient.spacing
+
+
+def predicted(name: str, volume: np.ndarray, spacing, segmenter, cache: Path) -> np.ndarray:
+    from algorithm.pipeline import predict_classes
+
+    path = cache / f"{name}.npy"
+    if not path.exists():
+        np.save(path, predict_classes(volume, spacing, segmenter))
+    return np.load(path)
+
+
+def cases(folder: Path, subset: str | None) -> list[str]:
+    with (folder / "overview.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    key = "new_file_name" if "new_file_name" in rows[0] else "name"
+    return [row[key] for row in rows if subset is None or row.get("subset") == subset]
+
+
+def score_set(names: list[str], folder: Path, versions: dict, segmenter, cache: Path) -> dict[str, dict[str, dict]]:
+    """version -> case -> metrics."""
+    from tqdm import tqdm
+
+    from algorithm.evaluate import evaluate_case
+
+    out: dict[str, dict[str, dict]] = {v: {} for v in versions}
+    for name in tqdm(names, desc=folder.name, unit="case", leave=False):
+        image, spacing = canonical(folder / "images" / f"{name}.mha")
+        ref, _ = canonical(folder / "masks" / f"{name}.mha")
+        classes = predicted(name, image, spacing, segmenter, cache)
+        for version, postprocess in versions.items():
+            labels = postprocess(classes, spacing, segmenter.config)
+            out[version][name] = evaluate_case(ref, labels, spacing, surface=False)
+    return out
+
+
+def mean(scores: dict[str, dict], key: str) -> float:
+    values = np.array([s[key] for s in scores.values()], dtype=float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def time_versions(versions: dict, segmenter, cache: Path, repeats: int) -> dict[str, float]:
+    """Median seconds per version on the bundled model's class map of a synthetic T2-SPACE volume."""
+    from algorithm.synthetic import GEOMETRIES, canonical_grid, render
+
+    geometry = GEOMETRIES["t2_SPACE"]
+    grid, orient = canonical_grid(geometry["size"], geometry["spacing"], np.eye(3).ravel(), (0.0, 0.0, 0.0))
+    path = cache / "synthetic_t2_SPACE.npy"
+    if not path.exists():
+        image, _ = render(grid, "t2", seed=0)
+        predicted("synthetic_t2_SPACE", image, orient.spacing, segmenter, cache)
+    classes = np.load(path)
+    seconds: dict[str, list[float]] = {v: [] for v in versions}
+    for _ in range(repeats):
+        for version, postprocess in versions.items():
+            start = time.perf_counter()
+            postprocess(classes, orient.spacing, segmenter.config)
+            seconds[version].append(time.perf_counter() - start)
+    return {v: float(np.median(s)) for v, s in seconds.items()} | {"shape": list(classes.shape)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="main", help="git ref of the post-processing to compare with (default main)")
+    parser.add_argument("--model", type=Path, default=REPO / "algorithm" / "resources" / "model")
+    parser.add_argument("--cache", type=Path, default=REPO / "out" / "measure_cache")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--json", type=Path, help="write every number (per case too) as JSON")
+    args = parser.parse_args(argv)
+
+    from algorithm.pipeline import Segmenter
+    from algorithm.postprocess import postprocess
+
+    segmenter = Segmenter.load(args.model)
+    cache = args.cache / model_key(args.model)
+    cache.mkdir(parents=True, exist_ok=True)
+    versions = {f"old ({args.baseline})": load_baseline(args.baseline), "new (this tree)": postprocess}
+    report: dict = {"model": str(args.model), "versions": list(versions)}
+
+    slices = DATA / "spider-slices" / "t2"
+    report["slices"] = score_set(cases(slices, None), slices, versions, segmenter, cache)
+    t2space = DATA / "spider-t2space"
+    report["t2space"] = score_set(cases(t2space, "validation") + ["18_t2_SPACE"], t2space, versions, segmenter, cache)
+    if not args.skip_timing:
+        report["timing_s"] = time_versions(versions, segmenter, cache, args.repeats)
+
+    print(f"model {args.model}")
+    print(f"{'':48}" + "".join(f"{v:>22}" for v in versions))
+    rows = [
+        ("slices/t2 (52): fused labels, total", lambda s: sum(c["FusedLabels"] for c in s.values()), "{:.0f}"),
+        ("slices/t2: slices with stray components", lambda s: sum(c["StrayComponents"] > 0 for c in s.values()), "{:.0f}"),
+        ("slices/t2: stray components, total", lambda s: sum(c["StrayComponents"] for c in s.values()), "{:.0f}"),
+    ]
+    rows += [(f"slices/t2: {k}", lambda s, k=k: mean(s, k), "{:.4f}") for k in KEYS[:7]]
+    for label, fn, fmt in rows:
+        print(f"{label:48}" + "".join(f"{fmt.format(fn(report['slices'][v])):>22}" for v in versions))
+    validation = {v: {c: s for c, s in report["t2space"][v].items() if c != "18_t2_SPACE"} for v in versions}
+    for key in KEYS:
+        print(f"{'t2space validation (6): ' + key:48}" + "".join(f"{mean(validation[v], key):>22.4f}" for v in versions))
+    for case in ("50_t2_SPACE", "18_t2_SPACE"):
+        for key in KEYS[:2] + KEYS[7:]:
+            print(f"{case + ' (true instances): ' + key:48}" + "".join(f"{report['t2space'][v][case][key]:>22.4f}" for v in versions))
+    if "timing_s" in report:
+        print(f"{'post-process s, synthetic T2-SPACE 120x640x512':48}" + "".join(f"{report['timing_s'][v]:>22.2f}" for v in versions))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
