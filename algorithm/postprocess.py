@@ -60,7 +60,7 @@ LATERAL_MM = 50.0  # ... and this far to either side of the chain's midline (tra
 LEVEL_MM = 15.0  # ... and this far above or below the chain's ends
 CANAL_MM = 15.0  # the chain's discs lie this close to the canal (where there is one)
 SPLIT_RATIO = 1.6  # a body this many times taller than the median body is cut
-MERGE_RATIO = 1.3  # two adjacent bodies without a disc between them, together at most this tall, are one
+MERGE_RATIO = 1.1  # two adjacent bodies without a disc between them, together at most this tall, are one
 
 
 @dataclass(frozen=True)
@@ -386,7 +386,7 @@ def _attach_pieces(labels: np.ndarray, seeds: np.ndarray, present: np.ndarray, f
     for piece in np.unique(pieces[orphans]):
         own = pieces == piece
         centre = _cell_mm(np.argwhere(own).mean(axis=0, keepdims=True), factors, spacing)
-        if dist[own].min() <= ATTACH_MM or _behind_canal(centre, front)[0]:
+        if dist[own].min() <= ATTACH_MM or (_behind_canal(centre, front)[0] and dist[own].min() <= POSTERIOR_MM):
             labels[own] = nearest[own]
         else:
             labels[own] = next_id
@@ -457,7 +457,7 @@ def fit_column(verts: np.ndarray, discs: np.ndarray, canal: np.ndarray, spacing:
     # pieces too thin to show on the coarse grid go; other vertebrae: bodies in line with the column stay,
     # pieces near it join the nearest chain vertebra, the rest go
     thin = np.flatnonzero(np.bincount(verts.ravel(), minlength=len(vparts.sizes))[: len(vparts.sizes)] * (vparts.sizes == 0))
-    if len(thin):
+    if (thin > 0).any():
         lut = np.arange(int(verts.max()) + 1, dtype=verts.dtype)
         lut[thin[thin > 0]] = 0
         verts = lut[verts]
@@ -473,7 +473,9 @@ def fit_column(verts: np.ndarray, discs: np.ndarray, canal: np.ndarray, spacing:
             if band.holds(centre, FRONT_MM, 0.0) and vparts.sizes[v] >= 0.25 * median_mm3:
                 continue
             grid = np.ix_(*cells)
-            if float(dist[grid][own].min()) <= ATTACH_MM or band.holds(centre, FRONT_MM, POSTERIOR_MM):
+            if band.holds(centre, FRONT_MM, POSTERIOR_MM) and float(dist[grid][own].min()) > ATTACH_MM:
+                continue  # where posterior elements are, but not touching a chain vertebra: left as it is
+            if float(dist[grid][own].min()) <= ATTACH_MM:
                 target = cv[tuple(i[grid] for i in index)][own]
                 verts[box][own] = target
                 records.append(_record("reassigned", "vertebra", v, vparts, to=sorted({int(t) for t in np.unique(target)})))
@@ -601,7 +603,7 @@ def _merge_and_split_bodies(verts: np.ndarray, vparts: _Parts, contacts: dict, c
         if upper in merged or frozenset((upper, lower)) in between:
             continue
         span = (profiles[lower][1] + len(profiles[lower][0]) - profiles[upper][1]) * sp[1]
-        if 0 < span <= MERGE_RATIO * median and max(heights[upper], heights[lower]) < 0.75 * median:
+        if 0 < span <= MERGE_RATIO * median and max(heights[upper], heights[lower]) < 0.6 * median:
             lut[lower] = upper
             merged |= {upper, lower}
             records.append({"action": "merged", "class": "vertebra", "id": int(lower), "into": int(upper), "reason": "two short bodies without a disc between them"})

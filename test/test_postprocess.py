@@ -169,3 +169,67 @@ def test_real_masks_reproduce_instances():
             best = np.bincount(hit[hit > 0]).argmax()
             assert dice(out == best, ref == value) > 0.8, (case, value)
             assert best == value, (case, value)  # these files number bottom-up, as postprocess does
+
+
+@pytest.mark.xfail(strict=True, reason="known bug: fit_column records both blobs as dropped but their voxels stay labelled (unresolved at the deadline)")
+def test_blob_in_soft_tissue_is_removed_and_recorded():
+    classes, expected = spine()
+    classes = np.pad(classes, ((0, 0), (0, 0), (30, 80)))  # 30 mm more in front, 80 mm behind
+    classes[4:12, 60:80, 0:6] = VERTEBRA  # bowel, 30 mm in front of the bodies
+    classes[4:12, 20:40, 170:175] = VERTEBRA  # skin, 70 mm behind the spinous processes
+    log: list[dict] = []
+    out = postprocess(classes, SPACING, Config(), log)
+    assert vertebra_labels(out) == [1, 2, 3, 4]
+    assert not out[4:12, 60:80, 0:6].any() and not out[4:12, 20:40, 170:175].any()
+    dropped = [r for r in log if r["action"] == "dropped" and r["class"] == "vertebra"]
+    assert len(dropped) == 2 and all(r["volume_ml"] > 0 and len(r["centre_mm"]) == 3 for r in dropped)
+
+
+def test_fused_bodies_are_split_at_their_disc():
+    classes, expected = spine()
+    y = 10 + 28 + 20  # the disc below the second vertebra from the top, predicted as bone
+    classes[classes == DISC] = DISC
+    classes[2:14, y : y + 8, 8:38] = VERTEBRA
+    out = run(classes)
+    assert vertebra_labels(out) == [1, 2, 3, 4]
+    for k in (1, 4):
+        assert dice(out == k, expected == k) > 0.9
+    for k in (2, 3):  # the two fused bodies, cut within the former disc
+        assert dice(out == k, expected == k) > 0.7
+
+
+def test_split_disc_is_merged():
+    classes, expected = spine()
+    y = 10 + 28 + 20
+    classes[2:14, y : y + 8, 22:24] = 0  # a gap splits the disc into a front and a back piece
+    out = run(classes)
+    values = [int(v) for v in np.unique(out[2:14, y : y + 8, 8:38]) if v > 200]
+    assert values == [203]
+    assert sorted(int(v) for v in np.unique(out) if v > 200) == [201, 202, 203, 204]
+
+
+def test_vertebra_cut_by_the_top_of_the_view_gets_a_partial_value():
+    classes, expected = spine()
+    top = 10 + 8  # the field of view starts inside the top vertebra
+    cut, ref = classes[:, top:], expected[:, top:]
+    out = run(np.ascontiguousarray(cut), partial_vertebrae=True)
+    assert 104 in np.unique(out) and 4 not in np.unique(out)
+    assert dice(out == 104, ref == 4) > 0.95
+    assert vertebra_labels(run(np.ascontiguousarray(cut))) == [1, 2, 3, 4]  # default: SPIDER's released masks use 1-25
+
+
+@pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (0, 0, -1, 1, 0, 0, 0, -1, 0)], ids=["LPS", "PIR"])
+def test_numbering_bottom_up_in_lps_and_pir_files(direction):
+    sitk = pytest.importorskip("SimpleITK")
+    from algorithm.geometry import orientation
+    from algorithm.synthetic import synthesize
+
+    size = (14, 144, 144) if direction[0] else (144, 144, 14)
+    spacing = (4.0, 1.5, 1.5) if direction[0] else (1.5, 1.5, 4.0)
+    _, mask = synthesize(size, spacing, direction, seed=3)
+    orient = orientation(mask.GetDirection(), mask.GetSpacing())
+    ref = orient.to_canonical(sitk.GetArrayFromImage(mask))
+    out = run(np.ascontiguousarray(to_classes(ref)), spacing=orient.spacing)
+    for value in np.unique(ref[(ref > 0) & (ref != 100)]):
+        hit = out[ref == value]
+        assert np.bincount(hit[hit > 0]).argmax() == value, value  # synthetic masks number bottom-up
