@@ -91,14 +91,14 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
     return classes
 
 
-def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
-    """Canonical image volume -> int16 SPIDER instance labels on the same grid."""
+def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False, log: list[dict] | None = None) -> np.ndarray:
+    """Canonical image volume -> int16 SPIDER instance labels on the same grid (``log``: post-processing records)."""
     from algorithm.postprocess import postprocess
 
     timer = timer or Timer()
     classes = predict_classes(volume, spacing, segmenter, timer, progress)
     with timer.stage("postprocess"):
-        return postprocess(classes, spacing, segmenter.config).astype(np.int16, copy=False)
+        return postprocess(classes, spacing, segmenter.config, log).astype(np.int16, copy=False)
 
 
 def segment_file(in_path: str | Path, out_path: str | Path, segmenter: Segmenter, qc_dir: str | Path | None = None, progress: bool = False) -> dict[str, float]:
@@ -110,11 +110,12 @@ def segment_file(in_path: str | Path, out_path: str | Path, segmenter: Segmenter
         image = read_image(in_path)
         orient = orientation(image.GetDirection(), image.GetSpacing())
         volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
-    labels = segment_volume(volume, orient.spacing, segmenter, timer, progress)
+    log: list[dict] = []
+    labels = segment_volume(volume, orient.spacing, segmenter, timer, progress, log)
     with timer.stage("write"):
         write_image(orient.from_canonical(labels), image, out_path)
     if qc_dir is not None:
         from algorithm.qc import write_qc
 
-        write_qc(volume, labels, orient.spacing, Path(qc_dir), Path(out_path).name.split(".")[0])
+        write_qc(volume, labels, orient.spacing, Path(qc_dir), Path(out_path).name.split(".")[0], log)
     return timer.seconds

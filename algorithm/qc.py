@@ -41,15 +41,20 @@ def qc_slices(labels: np.ndarray, panels: int = PANELS) -> list[int]:
     return sorted({int(round(p)) for p in picks})
 
 
-def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, name: str) -> tuple[Path, Path]:
+def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, name: str, actions: list[dict] | None = None) -> tuple[Path, Path]:
     """Write <name>_qc.png and <name>_volumes.json into out_dir; return both paths.
+
+    ``actions``: post-processing records (postprocess's ``log``), written under "postprocess".
 
     volume and labels are canonical arrays (sagittal slices, superior->inferior, anterior->posterior).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, js = out_dir / f"{name}_qc.png", out_dir / f"{name}_volumes.json"
-    js.write_text(json.dumps(structure_volumes(labels, spacing), indent=2) + "\n")
+    record = structure_volumes(labels, spacing)
+    if actions is not None:
+        record["postprocess"] = {"frame": "mm from the first voxel: right->left, superior->inferior, anterior->posterior", "actions": actions}
+    js.write_text(json.dumps(record, indent=2) + "\n")
     _plot(np.asarray(volume), np.asarray(labels), spacing, png, name)
     return png, js
 

@@ -52,3 +52,10 @@ def test_qc_slices_centre_on_labels():
     labels[20:30] = 1
     picks = qc_slices(labels)
     assert picks == sorted(picks) and all(20 <= p <= 29 for p in picks) and len(picks) == 3
+
+
+def test_write_qc_lists_postprocessing_actions(tmp_path):
+    volume, labels = labelled_volume()
+    actions = [{"action": "dropped", "class": "vertebra", "volume_ml": 1.2, "centre_mm": [1.0, 2.0, 3.0], "reason": "off the spine column"}]
+    _, js = write_qc(volume, labels, (2.0, 0.5, 1.0), tmp_path, "case", actions)
+    assert json.loads(js.read_text())["postprocess"]["actions"] == actions
