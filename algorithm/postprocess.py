@@ -411,7 +411,8 @@ class _Parts:
         sizes[0] = 0
         centres = _cell_mm(np.nan_to_num(np.asarray(stats["centroids"], dtype=float).reshape(-1, 3)), factors, spacing)
         cells = list(stats["bounding_boxes"])
-        boxes = [tuple(slice(c.start * f, min(c.stop * f, n)) for c, f, n in zip(box, factors, shape)) if box else None for box in cells]
+        # a voxel belongs to the cell it lies in, but a cell is sampled at one voxel: grow the box by a cell
+        boxes = [tuple(slice(max((c.start - 1) * f, 0), min((c.stop + 1) * f, n)) for c, f, n in zip(box, factors, shape)) if box else None for box in cells]
         return cls(sizes, centres, cells, boxes)
 
     def present(self) -> np.ndarray:

@@ -171,7 +171,6 @@ def test_real_masks_reproduce_instances():
             assert best == value, (case, value)  # these files number bottom-up, as postprocess does
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: fit_column records both blobs as dropped but their voxels stay labelled (unresolved at the deadline)")
 def test_blob_in_soft_tissue_is_removed_and_recorded():
     classes, expected = spine()
     classes = np.pad(classes, ((0, 0), (0, 0), (30, 80)))  # 30 mm more in front, 80 mm behind
