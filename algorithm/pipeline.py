@@ -110,7 +110,7 @@ def segment_file(in_path: str | Path, out_path: str | Path, segmenter: Segmenter
         image = read_image(in_path)
         orient = orientation(image.GetDirection(), image.GetSpacing())
         volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
-    log: list[dict] = []
+    log: list[dict] | None = [] if qc_dir is not None else None
     labels = segment_volume(volume, orient.spacing, segmenter, timer, progress, log)
     with timer.stage("write"):
         write_image(orient.from_canonical(labels), image, out_path)

@@ -98,26 +98,27 @@ def postprocess(classes: np.ndarray, spacing: tuple[float, float, float], config
     spacing = tuple(float(s) for s in spacing)
     min_voxels = max(1, math.ceil(config.min_component_mm3 / math.prod(spacing)))
     verts, discs, canal = _clean(sub, min_voxels)
-    discs, planes = _merge_disc_pieces(discs, spacing)
-    verts = split_vertebrae(verts, planes, canal, spacing)
+    disc_lut, planes = _merge_disc_pieces(discs, spacing)  # disc ids stay raw components; their LUT is applied once
+    verts, coarse = split_vertebrae(verts, planes, canal, spacing)
     records: list[dict] = []
-    verts, discs = fit_column(verts, discs, canal, spacing, records)
-    labels = number_structures(verts, discs)
+    verts, disc_lut = fit_column(verts, coarse, discs, disc_lut, canal, spacing, records)
+    labels = number_structures(verts, discs, disc_lut)
     if config.partial_vertebrae:
         _mark_partial(labels, box, classes.shape[1], records)
     out[box] = labels
     out[box][canal] = CANAL_LABEL
     if log is not None:
         offset = np.array([s.start for s in box]) * spacing
-        log.extend(_final_record(r, labels, verts, discs, offset) for r in records)
+        log.extend(_final_record(r, labels, verts, discs, disc_lut, offset) for r in records)
     return out
 
 
-def split_vertebrae(mask: np.ndarray, planes: list[DiscPlane], canal: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """Vertebra mask -> uint16 instance ids (arbitrary order), one per vertebra, 0 outside."""
+def split_vertebrae(mask: np.ndarray, planes: list[DiscPlane], canal: np.ndarray, spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Vertebra mask -> uint16 instance ids (arbitrary order), one per vertebra, 0 outside; and the same ids
+    on the coarse grid (cells of coarse_factors(spacing) voxels; every id of the first is in its cells)."""
     if not mask.any():
-        return np.zeros(mask.shape, dtype=np.uint16)
-    factors = tuple(max(1, round(COARSE_MM / s)) for s in spacing)
+        return np.zeros(mask.shape, dtype=np.uint16), np.zeros([-(-n // f) for n, f in zip(mask.shape, coarse_factors(spacing))], dtype=np.uint16)
+    factors = coarse_factors(spacing)
     coarse_mm = np.asarray(spacing) * factors
     occupancy = _pool(mask, factors)
     dist = ndi.distance_transform_edt(occupancy >= 0.5, sampling=coarse_mm)
@@ -135,11 +136,19 @@ def split_vertebrae(mask: np.ndarray, planes: list[DiscPlane], canal: np.ndarray
     present = occupancy > 0
     labels = _grow(seeds, present, coarse_mm)
     labels = _attach_pieces(labels, seeds, present, front, factors, spacing)
-    return _upsample(labels.astype(np.uint16), factors, mask.shape) * mask
+    labels = labels.astype(np.uint16)
+    return _upsample(labels, factors, mask.shape) * mask, labels
 
 
-def number_structures(verts: np.ndarray, discs: np.ndarray) -> np.ndarray:
+def coarse_factors(spacing: tuple[float, ...]) -> tuple[int, ...]:
+    """Voxels per coarse cell along each axis: cells of about COARSE_MM."""
+    return tuple(max(1, round(COARSE_MM / s)) for s in spacing)
+
+
+def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray | None = None) -> np.ndarray:
     """Instance ids of vertebrae and discs (disjoint) -> int16 SPIDER labels, numbered bottom-up.
+
+    ``disc_lut`` maps the ids of ``discs`` to disc ids (pieces of one disc share one; 0 drops).
 
     Vertebrae are ordered by their superior-inferior centroid (canonical axis 1): 1 = lowest.
     A disc takes 200 + k of the nearest vertebra k above it (the highest such disc wins); discs
@@ -148,6 +157,12 @@ def number_structures(verts: np.ndarray, discs: np.ndarray) -> np.ndarray:
     """
     v_rows, v_sizes = _rows_and_sizes(verts)
     d_rows, d_sizes = _rows_and_sizes(discs)
+    if disc_lut is None:
+        disc_lut = np.arange(len(d_sizes))
+    disc_lut = np.asarray(disc_lut)[: len(d_sizes)]
+    d_sizes_raw, d_sizes = d_sizes, np.bincount(disc_lut, weights=d_sizes, minlength=int(disc_lut.max(initial=0)) + 1)
+    d_sizes[0] = 0
+    d_rows = np.bincount(disc_lut, weights=d_rows * d_sizes_raw, minlength=len(d_sizes)) / np.maximum(d_sizes, 1)
     v_ids = _keep_largest(np.flatnonzero(v_sizes), v_sizes)
     v_ids = v_ids[np.argsort(-v_rows[v_ids], kind="stable")]  # bottom-up
     v_lut = np.zeros(len(v_sizes), dtype=np.int16)
@@ -168,7 +183,7 @@ def number_structures(verts: np.ndarray, discs: np.ndarray) -> np.ndarray:
     d_lut = np.zeros(len(d_sizes), dtype=np.int16)
     for k, d in claims.items():
         d_lut[d] = DISC_OFFSET + k
-    return v_lut[verts] + d_lut[discs]
+    return v_lut[verts] + d_lut[disc_lut][discs]
 
 
 def _rows_and_sizes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,20 +215,27 @@ def _clean(classes: np.ndarray, min_voxels: int) -> tuple[np.ndarray, np.ndarray
     """Class map -> (vertebra mask, disc component ids 1..n, canal mask) without small components.
 
     One multi-label connected-components pass (a component never mixes classes); canal pieces
-    below CANAL_FRACTION of the largest canal piece are dropped as well.
+    below CANAL_FRACTION of the largest canal piece are dropped as well. Counting and relabelling
+    touch only the foreground voxels.
     """
-    ids = cc3d.connected_components(classes, connectivity=26)
-    sizes = np.bincount(ids.ravel())
-    kind = np.zeros(len(sizes), dtype=np.uint8)
+    ids, n = cc3d.connected_components(classes, connectivity=26, return_N=True)
     foreground = classes > 0
-    kind[ids[foreground]] = classes[foreground]
+    fg_ids = ids[foreground]
+    sizes = np.bincount(fg_ids, minlength=n + 1)
+    kind = np.zeros(n + 1, dtype=np.uint8)
+    kind[fg_ids] = classes[foreground]
     kept = sizes >= min_voxels
     canal = kept & (kind == CANAL)
     canal &= sizes >= CANAL_FRACTION * sizes[canal].max(initial=0)
     disc = kept & (kind == DISC)
-    disc_lut = np.zeros(len(sizes), dtype=np.uint32)
+    disc_lut = np.zeros(n + 1, dtype=np.uint32)
     disc_lut[disc] = np.arange(1, disc.sum() + 1)
-    return (kept & (kind == VERTEBRA))[ids], disc_lut[ids], canal[ids]
+    out = []
+    for lut in (kept & (kind == VERTEBRA), disc_lut, canal):
+        array = np.zeros(classes.shape, dtype=lut.dtype)
+        array[foreground] = lut[fg_ids]
+        out.append(array)
+    return out[0], out[1], out[2]
 
 
 def _disc_plane(points: np.ndarray) -> DiscPlane:
@@ -226,7 +248,7 @@ def _disc_plane(points: np.ndarray) -> DiscPlane:
 
 
 def _merge_disc_pieces(discs: np.ndarray, spacing: tuple[float, float, float]) -> tuple[np.ndarray, list[DiscPlane]]:
-    """Join each disc piece whose centre lies in the band of a larger disc to it; fit the planes."""
+    """Join each disc piece whose centre lies in the band of a larger disc to it: (LUT of disc ids, the planes)."""
     stats = cc3d.statistics(discs)
     order = np.argsort(-np.asarray(stats["voxel_counts"])[1:], kind="stable") + 1
     target = np.arange(len(stats["voxel_counts"]))
@@ -240,7 +262,7 @@ def _merge_disc_pieces(discs: np.ndarray, spacing: tuple[float, float, float]) -
             planes[int(d)] = _disc_plane(points[:: max(1, len(points) // 20000)])
         else:
             target[d] = host
-    return target.astype(np.uint32)[discs], list(planes.values())
+    return target.astype(np.uint32), list(planes.values())
 
 
 def _pool(mask: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
@@ -340,16 +362,17 @@ def _grow(seeds: np.ndarray, present: np.ndarray, coarse_mm: np.ndarray) -> np.n
     labels = seeds.astype(np.uint8 if seeds.max() < 256 else np.uint16)
     todo = present & (labels == 0)
     step, travelled, moves = float(coarse_mm.min()), 0.0, np.zeros(3)
-    while todo.any():
+    while (box := _bbox(todo)) is not None:
         travelled += step
         allowed = np.floor(travelled / coarse_mm + 1e-6) > moves
         moves += allowed
-        grown = ndi.maximum_filter(labels, size=tuple(3 if a else 1 for a in allowed))
-        new = todo & (grown > 0)
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)  # only around what is left to do
+        grown = ndi.maximum_filter(labels[box], size=tuple(3 if a else 1 for a in allowed))
+        new = todo[box] & (grown > 0)
         if not new.any() and allowed.all():
             break
-        labels[new] = grown[new]
-        todo &= ~new
+        labels[box][new] = grown[new]
+        todo[box] &= ~new
     return labels
 
 
@@ -411,16 +434,17 @@ class _Parts:
         sizes[0] = 0
         centres = _cell_mm(np.nan_to_num(np.asarray(stats["centroids"], dtype=float).reshape(-1, 3)), factors, spacing)
         cells = list(stats["bounding_boxes"])
-        # a voxel belongs to the cell it lies in, but a cell is sampled at one voxel: grow the box by a cell
-        boxes = [tuple(slice(max((c.start - 1) * f, 0), min((c.stop + 1) * f, n)) for c, f, n in zip(box, factors, shape)) if box else None for box in cells]
+        boxes = [tuple(slice(c.start * f, min(c.stop * f, n)) for c, f, n in zip(box, factors, shape)) if box else None for box in cells]
         return cls(sizes, centres, cells, boxes)
 
     def present(self) -> np.ndarray:
         return np.flatnonzero(self.sizes)
 
 
-def fit_column(verts: np.ndarray, discs: np.ndarray, canal: np.ndarray, spacing: tuple[float, float, float], records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the spine column: vertebra and disc ids (crop arrays) -> cleaned ids; records appended.
+def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray, canal: np.ndarray, spacing: tuple[float, float, float], records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the spine column: vertebra ids (and the same on the coarse grid, see split_vertebrae), disc
+    component ids and the LUT that maps them to discs (crop arrays) -> (cleaned vertebra ids, new disc LUT);
+    records appended.
 
     The chain is the group of discs and vertebrae linked by contact (a vertebra within CONTACT_MM
     of a disc) with the most disc volume among those within CANAL_MM of the canal (any group
@@ -428,15 +452,14 @@ def fit_column(verts: np.ndarray, discs: np.ndarray, canal: np.ndarray, spacing:
     such link nothing can be judged and everything is kept.
     """
     sp = np.asarray(spacing)
-    factors = tuple(max(1, round(COARSE_MM / s)) for s in spacing)
+    factors = coarse_factors(spacing)
     coarse_mm = sp * factors
-    cv = verts[tuple(slice(f // 2, None, f) for f in factors)]
-    cd = discs[tuple(slice(f // 2, None, f) for f in factors)]
+    cd = disc_lut[_sample(discs, factors, cv.shape)]
     vparts, dparts = _Parts.of(cv, factors, sp, verts.shape), _Parts.of(cd, factors, sp, discs.shape)
     contacts = _contacts(cv, cd, dparts, factors, coarse_mm)
-    groups = _groups(contacts, dparts, _near_canal(cd, canal[tuple(slice(f // 2, None, f) for f in factors)], coarse_mm), sp)
+    groups = _groups(contacts, dparts, _near_canal(cd, _sample(canal, factors, cv.shape), dparts, coarse_mm), sp)
     if not groups:
-        return verts, discs
+        return verts, disc_lut
     chain_v, chain_d = groups.pop(0)
     band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
     joined = True
@@ -450,39 +473,29 @@ def fit_column(verts: np.ndarray, discs: np.ndarray, canal: np.ndarray, spacing:
                 joined = True
                 break
     median_mm3 = float(np.median(vparts.sizes[list(chain_v)])) if chain_v else 0.0
-    d_lut = np.arange(len(dparts.sizes), dtype=np.int64)
+    d_lut = np.arange(int(disc_lut.max(initial=0)) + 1, dtype=np.int64)
     for d in dparts.present():
         if d not in chain_d and not band.holds(dparts.centres[d], FRONT_MM, FRONT_MM, level=False):
             d_lut[d] = 0
             records.append(_record("dropped", "disc", int(d), dparts, reason="off the spine column"))
-    # pieces too thin to show on the coarse grid go; other vertebrae: bodies in line with the column stay,
-    # pieces near it join the nearest chain vertebra, the rest go
-    thin = np.flatnonzero(np.bincount(verts.ravel(), minlength=len(vparts.sizes))[: len(vparts.sizes)] * (vparts.sizes == 0))
-    if (thin > 0).any():
-        lut = np.arange(int(verts.max()) + 1, dtype=verts.dtype)
-        lut[thin[thin > 0]] = 0
-        verts = lut[verts]
-        records.append({"action": "dropped", "class": "vertebra", "count": int((thin > 0).sum()), "reason": f"pieces thinner than the {COARSE_MM} mm grid"})
-    others = [int(v) for v in vparts.present() if v not in chain_v]
-    if others and chain_v:
-        dist, index = ndi.distance_transform_edt(~np.isin(cv, list(chain_v)), sampling=coarse_mm, return_indices=True)
-        for v in others:
-            centre = vparts.centres[v]
-            box = vparts.boxes[v]
-            cells = tuple((np.arange(b.start, b.stop) // f).clip(0, n - 1) for b, f, n in zip(box, factors, cv.shape))
-            own = verts[box] == v
-            if band.holds(centre, FRONT_MM, 0.0) and vparts.sizes[v] >= 0.25 * median_mm3:
-                continue
-            grid = np.ix_(*cells)
-            if band.holds(centre, FRONT_MM, POSTERIOR_MM) and float(dist[grid][own].min()) > ATTACH_MM:
-                continue  # where posterior elements are, but not touching a chain vertebra: left as it is
-            if float(dist[grid][own].min()) <= ATTACH_MM:
-                target = cv[tuple(i[grid] for i in index)][own]
-                verts[box][own] = target
-                records.append(_record("reassigned", "vertebra", v, vparts, to=sorted({int(t) for t in np.unique(target)})))
-            else:
-                verts[box][own] = 0
-                records.append(_record("dropped", "vertebra", v, vparts, reason="off the spine column"))
+    # other vertebrae: bodies in line with the column stay, pieces touching it join the nearest chain vertebra,
+    # pieces where posterior elements can be stay as they are, the rest go
+    is_chain = np.zeros(int(cv.max()) + 1, dtype=bool)
+    is_chain[list(chain_v)] = True
+    for v in (int(v) for v in vparts.present() if v not in chain_v):
+        if band.holds(vparts.centres[v], FRONT_MM, 0.0) and vparts.sizes[v] >= 0.25 * median_mm3:
+            continue  # a body in line with the column
+        box = vparts.boxes[v]
+        own = verts[box] == v
+        dist, nearest = _nearest_chain(cv, is_chain, vparts.cells[v], np.nonzero(own), box, factors, coarse_mm)
+        touching = float(dist.min()) <= ATTACH_MM
+        if not touching and band.holds(vparts.centres[v], FRONT_MM, POSTERIOR_MM):
+            continue  # where posterior elements are, but not touching a chain vertebra: left as it is
+        verts[box][own] = nearest if touching else 0
+        if touching:
+            records.append(_record("reassigned", "vertebra", v, vparts, to=sorted(int(t) for t in np.unique(nearest))))
+        else:
+            records.append(_record("dropped", "vertebra", v, vparts, reason="off the spine column"))
     # discs touching the same bodies on the same sides are one disc
     sides: dict[tuple, int] = {}
     for d in sorted(chain_d, key=lambda d: -dparts.sizes[d]):
@@ -492,10 +505,9 @@ def fit_column(verts: np.ndarray, discs: np.ndarray, canal: np.ndarray, spacing:
             records.append(_record("merged", "disc", int(d), dparts, into=sides[key]))
         else:
             sides.setdefault(key, int(d))
-    if (d_lut != np.arange(len(d_lut))).any():
-        discs = d_lut.astype(discs.dtype)[discs]
+    disc_lut = d_lut.astype(disc_lut.dtype)[disc_lut]
     verts = _merge_and_split_bodies(verts, vparts, contacts, chain_v, band, sp, records)
-    return verts, discs
+    return verts, disc_lut
 
 
 @dataclass
@@ -539,6 +551,28 @@ class _Band:
         return self.line(self.front, point[1]) - ahead <= point[2] <= self.line(self.back, point[1]) + behind
 
 
+def _sample(array: np.ndarray, factors: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """The centre voxel of each coarse cell (zero where a last, partial cell has none)."""
+    sampled = array[tuple(slice(f // 2, None, f) for f in factors)]
+    out = np.zeros(shape, dtype=array.dtype)
+    out[tuple(slice(0, n) for n in sampled.shape)] = sampled
+    return out
+
+
+def _nearest_chain(cv: np.ndarray, is_chain: np.ndarray, cells: tuple[slice, ...], voxels: tuple[np.ndarray, ...], box: tuple[slice, ...], factors, coarse_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For voxels (indices within the full-resolution box) of a piece: distance in mm to the nearest chain
+    vertebra cell within ATTACH_MM of the piece's coarse box (inf beyond), and that vertebra's id."""
+    reach = [int(math.ceil(ATTACH_MM / c)) + 1 for c in coarse_mm]
+    around = tuple(slice(max(c.start - r, 0), min(c.stop + r, n)) for c, r, n in zip(cells, reach, cv.shape))
+    ids = cv[around]
+    chain = is_chain[ids]
+    at = tuple(np.clip((i + b.start) // f, a.start, a.stop - 1) - a.start for i, b, f, a in zip(voxels, box, factors, around))
+    if not chain.any():
+        return np.full(len(voxels[0]), np.inf), np.zeros(len(voxels[0]), dtype=cv.dtype)
+    dist, index = ndi.distance_transform_edt(~chain, sampling=coarse_mm, return_indices=True)
+    return dist[at], ids[tuple(i[at] for i in index)]
+
+
 def _contacts(cv: np.ndarray, cd: np.ndarray, dparts: _Parts, factors, coarse_mm: np.ndarray) -> dict[int, tuple[set, set]]:
     """disc id -> (vertebrae touching it from above, from below), on the coarse grid."""
     reach = [int(math.ceil(CONTACT_MM / c)) + 1 for c in coarse_mm]
@@ -560,12 +594,13 @@ def _contacts(cv: np.ndarray, cd: np.ndarray, dparts: _Parts, factors, coarse_mm
     return out
 
 
-def _near_canal(cd: np.ndarray, canal: np.ndarray, coarse_mm: np.ndarray) -> set:
-    """Disc ids with a cell within CANAL_MM of the canal (all discs where there is no canal)."""
+def _near_canal(cd: np.ndarray, canal: np.ndarray, dparts: _Parts, coarse_mm: np.ndarray) -> set:
+    """Disc ids whose box grown by CANAL_MM holds canal (all discs where there is no canal)."""
+    present = {int(d) for d in dparts.present()}
     if not canal.any():
-        return set(int(d) for d in np.unique(cd[cd > 0]))
-    near = ndi.distance_transform_edt(~canal, sampling=coarse_mm) <= CANAL_MM
-    return set(int(d) for d in np.unique(cd[near & (cd > 0)]))
+        return present
+    reach = [int(math.ceil(CANAL_MM / c)) for c in coarse_mm]
+    return {d for d in present if canal[tuple(slice(max(b.start - r, 0), b.stop + r) for b, r in zip(dparts.cells[d], reach))].any()}
 
 
 def _groups(contacts: dict[int, tuple[set, set]], dparts: _Parts, near_canal: set, sp: np.ndarray) -> list[tuple[set, set]]:
@@ -660,13 +695,12 @@ def _record(action: str, kind: str, ident: int, parts: _Parts, **extra) -> dict:
             "centre_mm": [round(float(c), 1) for c in parts.centres[ident]], **extra}
 
 
-def _final_record(record: dict, labels: np.ndarray, verts: np.ndarray, discs: np.ndarray, offset: np.ndarray) -> dict:
+def _final_record(record: dict, labels: np.ndarray, verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray, offset: np.ndarray) -> dict:
     """A record with crop ids replaced by final labels and positions moved to the whole volume."""
     out = dict(record)
-    source = verts if out.get("class") == "vertebra" else discs
 
     def label_of(ident):
-        hit = labels[source == ident]
+        hit = labels[verts == ident] if out.get("class") == "vertebra" else labels[np.isin(discs, np.flatnonzero(disc_lut == ident))]
         return int(hit[0]) if hit.size else None
 
     for key in ("into", "to"):
