@@ -59,6 +59,8 @@ POSTERIOR_MM = 65.0  # ... and at most this far behind their back line (spinous 
 LATERAL_MM = 50.0  # ... and this far to either side of the chain's midline (transverse processes)
 LEVEL_MM = 15.0  # ... and this far above or below the chain's ends
 CANAL_MM = 15.0  # the chain's discs lie this close to the canal (where there is one)
+DISC_DEPTH_MM = 12.0  # a disc of the chain is at least this deep (anterior-posterior); skin strips are thinner
+JOIN_MM = 10.0  # a group joins the chain if its discs lie within this margin of the chain's band
 SPLIT_RATIO = 1.6  # a body this many times taller than the median body is cut
 MERGE_RATIO = 1.1  # two adjacent bodies without a disc between them, together at most this tall, are one
 
@@ -103,6 +105,7 @@ def postprocess(classes: np.ndarray, spacing: tuple[float, float, float], config
     records: list[dict] = []
     verts, disc_lut = fit_column(verts, coarse, discs, disc_lut, canal, spacing, records)
     labels = number_structures(verts, discs, disc_lut)
+    _drop_fragments(labels, min_voxels, records)
     if config.partial_vertebrae:
         _mark_partial(labels, box, classes.shape[1], records)
     out[box] = labels
@@ -152,7 +155,8 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray
 
     Vertebrae are ordered by their superior-inferior centroid (canonical axis 1): 1 = lowest.
     A disc takes 200 + k of the nearest vertebra k above it (the highest such disc wins); discs
-    above every vertebra continue the count upwards; any other disc takes the next free number.
+    above every vertebra continue the count upwards; a further disc below the lowest vertebra (in
+    the sacrum) is dropped; any other disc takes the next free number.
     Beyond 25 vertebrae or discs the smallest are dropped.
     """
     v_rows, v_sizes = _rows_and_sizes(verts)
@@ -176,7 +180,8 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray
     for d, k in reversed(list(zip(d_ids, wanted))):  # top-down: the disc nearest below a vertebra claims it
         if k <= MAX_INDEX and k not in claims:
             claims[k] = int(d)
-    pending = [int(d) for d in d_ids if int(d) not in claims.values()]
+    lowest = v_rows[v_ids[0]] if len(v_ids) else -np.inf  # discs below the lowest one's own disc are sacral: dropped
+    pending = [int(d) for d in d_ids if int(d) not in claims.values() and d_rows[d] <= lowest]
     free = [k for k in range(max(claims, default=0) + 1, MAX_INDEX + 1)]
     free += [k for k in range(1, MAX_INDEX + 1) if k not in claims and k not in free]
     claims.update(zip(free, pending))
@@ -446,10 +451,10 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     component ids and the LUT that maps them to discs (crop arrays) -> (cleaned vertebra ids, new disc LUT);
     records appended.
 
-    The chain is the group of discs and vertebrae linked by contact (a vertebra within CONTACT_MM
-    of a disc) with the most disc volume among those within CANAL_MM of the canal (any group
-    where there is no canal); groups in line with it (a gap in the chain) join it. Without any
-    such link nothing can be judged and everything is kept.
+    Discs and vertebrae linked by contact (a vertebra within CONTACT_MM of a disc) form groups; the
+    chain is the group with the most links body-disc-body (discs at least DISC_DEPTH_MM deep), then
+    the most disc depth, then nearness to the canal; groups in line with it (a gap in the chain) join
+    it, nearest first. Without any link nothing can be judged and everything is kept.
     """
     sp = np.asarray(spacing)
     factors = coarse_factors(spacing)
@@ -462,28 +467,23 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
         return verts, disc_lut
     chain_v, chain_d = groups.pop(0)
     band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
-    joined = True
-    while joined:  # other groups in line with the column (a gap in the chain) join it
-        joined = False
-        for group in groups:
-            if all(band.holds(dparts.centres[d], FRONT_MM, FRONT_MM, level=False) for d in group[1]):
-                chain_v, chain_d = chain_v | group[0], chain_d | group[1]
-                band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
-                groups.remove(group)
-                joined = True
-                break
+    while groups:  # other groups in line with the column (a gap in the chain) join it, nearest first
+        groups.sort(key=lambda g: min(abs(dparts.centres[d][1] - np.clip(dparts.centres[d][1], band.top, band.bottom)) for d in g[1]))
+        group = groups[0]
+        if not all(band.holds(dparts.centres[d], JOIN_MM, JOIN_MM, level=False) for d in group[1]):
+            break
+        chain_v, chain_d = chain_v | group[0], chain_d | group[1]
+        band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
+        groups.pop(0)
     median_mm3 = float(np.median(vparts.sizes[list(chain_v)])) if chain_v else 0.0
-    d_lut = np.arange(int(disc_lut.max(initial=0)) + 1, dtype=np.int64)
-    for d in dparts.present():
-        if d not in chain_d and not band.holds(dparts.centres[d], FRONT_MM, FRONT_MM, level=False):
-            d_lut[d] = 0
-            records.append(_record("dropped", "disc", int(d), dparts, reason="off the spine column"))
     # other vertebrae: bodies in line with the column stay, pieces touching it join the nearest chain vertebra,
     # pieces where posterior elements can be stay as they are, the rest go
     is_chain = np.zeros(int(cv.max()) + 1, dtype=bool)
     is_chain[list(chain_v)] = True
+    bodies = set(chain_v)
     for v in (int(v) for v in vparts.present() if v not in chain_v):
         if band.holds(vparts.centres[v], FRONT_MM, 0.0) and vparts.sizes[v] >= 0.25 * median_mm3:
+            bodies.add(v)
             continue  # a body in line with the column
         box = vparts.boxes[v]
         own = verts[box] == v
@@ -496,6 +496,18 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
             records.append(_record("reassigned", "vertebra", v, vparts, to=sorted(int(t) for t in np.unique(nearest))))
         else:
             records.append(_record("dropped", "vertebra", v, vparts, reason="off the spine column"))
+    # other discs: in line with the column and above its lowest body they stay, the rest go
+    d_lut = np.arange(int(disc_lut.max(initial=0)) + 1, dtype=np.int64)
+    lowest = max(vparts.boxes[v][1].stop for v in bodies) * sp[1] if bodies else np.inf
+    for d in dparts.present():
+        if d in chain_d:
+            continue
+        if not band.holds(dparts.centres[d], FRONT_MM, FRONT_MM, level=False):
+            d_lut[d] = 0
+            records.append(_record("dropped", "disc", int(d), dparts, reason="off the spine column"))
+        elif dparts.centres[d][1] > lowest:
+            d_lut[d] = 0
+            records.append(_record("dropped", "disc", int(d), dparts, reason="below the lowest vertebra, touching none (sacrum)"))
     # discs touching the same bodies on the same sides are one disc
     sides: dict[tuple, int] = {}
     for d in sorted(chain_d, key=lambda d: -dparts.sizes[d]):
@@ -604,8 +616,8 @@ def _near_canal(cd: np.ndarray, canal: np.ndarray, dparts: _Parts, coarse_mm: np
 
 
 def _groups(contacts: dict[int, tuple[set, set]], dparts: _Parts, near_canal: set, sp: np.ndarray) -> list[tuple[set, set]]:
-    """(vertebra ids, disc ids) of each group linked by contact, best first: near the canal, then the largest
-    sum of disc depths (anterior-posterior extent in mm: discs are wide plates, strays along the skin are thin)."""
+    """(vertebra ids, disc ids) of each group linked by contact, best first: most body-disc-body links
+    (discs at least DISC_DEPTH_MM deep), then the largest sum of disc depths, then near the canal."""
     parent: dict[tuple, tuple] = {}
 
     def find(x):
@@ -620,8 +632,13 @@ def _groups(contacts: dict[int, tuple[set, set]], dparts: _Parts, near_canal: se
     for node in list(parent):
         groups.setdefault(find(node), []).append(node)
     depth = {d: (dparts.boxes[d][2].stop - dparts.boxes[d][2].start) * sp[2] for d in contacts}
-    ranked = sorted(groups.values(), key=lambda nodes: (-any(k == "d" and i in near_canal for k, i in nodes), -sum(depth[i] for k, i in nodes if k == "d")))
-    return [({i for k, i in nodes if k == "v"}, {i for k, i in nodes if k == "d"}) for nodes in ranked]
+
+    def rank(nodes):
+        discs = [i for k, i in nodes if k == "d"]
+        links = sum(bool(contacts[d][0]) and bool(contacts[d][1]) and depth[d] >= DISC_DEPTH_MM for d in discs)
+        return -links, -sum(depth[d] for d in discs), -any(d in near_canal for d in discs)
+
+    return [({i for k, i in nodes if k == "v"}, {i for k, i in nodes if k == "d"}) for nodes in sorted(groups.values(), key=rank)]
 
 
 def _merge_and_split_bodies(verts: np.ndarray, vparts: _Parts, contacts: dict, chain_v: set, band: _Band, sp: np.ndarray, records: list[dict]) -> np.ndarray:
@@ -678,6 +695,20 @@ def _body_profile(verts: np.ndarray, v: int, box: tuple[slice, ...], band: _Band
     counts = ((verts[box] == v) & inside[None]).sum(axis=(0, 2))
     hit = np.flatnonzero(counts)
     return (counts[hit[0] : hit[-1] + 1], box[1].start + int(hit[0])) if len(hit) else (np.zeros(0), 0)
+
+
+def _drop_fragments(labels: np.ndarray, min_voxels: int, records: list[dict]) -> None:
+    """Remove pieces of a structure smaller than min_voxels cut off from it by the splitting (in place)."""
+    ids, n = cc3d.connected_components(labels, connectivity=26, return_N=True)
+    foreground = labels > 0
+    fg_ids = ids[foreground]
+    small = np.bincount(fg_ids, minlength=n + 1) < min_voxels
+    small[0] = False
+    if small.any():
+        values = labels[foreground]
+        values[small[fg_ids]] = 0
+        labels[foreground] = values
+        records.append({"action": "dropped", "class": "fragment", "count": int(small.sum()), "reason": "pieces of a structure below the minimum component volume"})
 
 
 def _mark_partial(labels: np.ndarray, box: tuple[slice, ...], rows: int, records: list[dict]) -> None:
