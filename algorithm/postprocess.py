@@ -154,7 +154,7 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray
     ``disc_lut`` maps the ids of ``discs`` to disc ids (pieces of one disc share one; 0 drops).
 
     Vertebrae are ordered by their superior-inferior centroid (canonical axis 1): 1 = lowest.
-    A disc takes 200 + k of the nearest vertebra k above it (the highest such disc wins); discs
+    A disc takes 200 + k of the nearest vertebra k above it (the largest such disc wins); discs
     above every vertebra continue the count upwards; a further disc below the lowest vertebra (in
     the sacrum) is dropped; any other disc takes the next free number.
     Beyond 25 vertebrae or discs the smallest are dropped.
@@ -177,7 +177,7 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray
     wanted = [int(b[0]) + 1 for b in below if len(b)]
     wanted += list(range(len(v_ids) + 1, len(v_ids) + 1 + len(d_ids) - len(wanted)))
     claims: dict[int, int] = {}
-    for d, k in reversed(list(zip(d_ids, wanted))):  # top-down: the disc nearest below a vertebra claims it
+    for d, k in sorted(zip(d_ids, wanted), key=lambda dk: (-d_sizes[dk[0]], d_rows[dk[0]])):  # the largest (then highest) disc below a vertebra claims it
         if k <= MAX_INDEX and k not in claims:
             claims[k] = int(d)
     lowest = v_rows[v_ids[0]] if len(v_ids) else -np.inf  # discs below the lowest one's own disc are sacral: dropped
