@@ -61,6 +61,7 @@ LEVEL_MM = 15.0  # ... and this far above or below the chain's ends
 CANAL_MM = 15.0  # the chain's discs lie this close to the canal (where there is one)
 DISC_DEPTH_MM = 12.0  # a disc of the chain is at least this deep (anterior-posterior); skin strips are thinner
 JOIN_MM = 10.0  # a group joins the chain if its discs lie within this margin of the chain's band
+MIN_LINKS = 2  # a chain with fewer body-disc-body links is too short to judge the rest by: nothing is dropped
 SPLIT_RATIO = 1.6  # a body this many times taller than the median body is cut
 MERGE_RATIO = 1.1  # two adjacent bodies without a disc between them, together at most this tall, are one
 
@@ -466,6 +467,8 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     if not groups:
         return verts, disc_lut
     chain_v, chain_d = groups.pop(0)
+    if _links(contacts, chain_d, dparts, sp) < MIN_LINKS:
+        return verts, disc_lut  # too short a chain to judge the rest by
     band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
     while groups:  # other groups in line with the column (a gap in the chain) join it, nearest first
         groups.sort(key=lambda g: min(abs(dparts.centres[d][1] - np.clip(dparts.centres[d][1], band.top, band.bottom)) for d in g[1]))
@@ -546,11 +549,12 @@ class _Band:
         return cls(rows[order], front, back, midline, min(r.start for r in spans) * sp[1], max(r.stop for r in spans) * sp[1])
 
     def line(self, values: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """A line (front or back) at rows in mm: interpolated between discs, extrapolated straight beyond them."""
+        """A line (front or back) at rows in mm: interpolated between discs, extrapolated straight beyond the end ones."""
         out = np.interp(row, self.rows, values)
-        if len(self.rows) > 1:
-            slope = np.polyfit(self.rows, values, 1)[0]
-            out = out + slope * (np.minimum(row - self.rows[0], 0) + np.maximum(row - self.rows[-1], 0))
+        if len(self.rows) > 1:  # beyond the ends, along the line through the two end discs
+            first = (values[1] - values[0]) / max(self.rows[1] - self.rows[0], 1e-6)
+            last = (values[-1] - values[-2]) / max(self.rows[-1] - self.rows[-2], 1e-6)
+            out = out + first * np.minimum(row - self.rows[0], 0) + last * np.maximum(row - self.rows[-1], 0)
         return out
 
     def holds(self, point: np.ndarray, ahead: float, behind: float, level: bool = True) -> bool:
@@ -615,6 +619,11 @@ def _near_canal(cd: np.ndarray, canal: np.ndarray, dparts: _Parts, coarse_mm: np
     return {d for d in present if canal[tuple(slice(max(b.start - r, 0), b.stop + r) for b, r in zip(dparts.cells[d], reach))].any()}
 
 
+def _links(contacts: dict[int, tuple[set, set]], discs, dparts: _Parts, sp: np.ndarray) -> int:
+    """Number of discs at least DISC_DEPTH_MM deep with a vertebra touching them from above and from below."""
+    return sum(bool(contacts[d][0]) and bool(contacts[d][1]) and (dparts.boxes[d][2].stop - dparts.boxes[d][2].start) * sp[2] >= DISC_DEPTH_MM for d in discs)
+
+
 def _groups(contacts: dict[int, tuple[set, set]], dparts: _Parts, near_canal: set, sp: np.ndarray) -> list[tuple[set, set]]:
     """(vertebra ids, disc ids) of each group linked by contact, best first: most body-disc-body links
     (discs at least DISC_DEPTH_MM deep), then the largest sum of disc depths, then near the canal."""
@@ -635,8 +644,7 @@ def _groups(contacts: dict[int, tuple[set, set]], dparts: _Parts, near_canal: se
 
     def rank(nodes):
         discs = [i for k, i in nodes if k == "d"]
-        links = sum(bool(contacts[d][0]) and bool(contacts[d][1]) and depth[d] >= DISC_DEPTH_MM for d in discs)
-        return -links, -sum(depth[d] for d in discs), -any(d in near_canal for d in discs)
+        return -_links(contacts, discs, dparts, sp), -sum(depth[d] for d in discs), -any(d in near_canal for d in discs)
 
     return [({i for k, i in nodes if k == "v"}, {i for k, i in nodes if k == "d"}) for nodes in sorted(groups.values(), key=rank)]
 
