@@ -470,14 +470,15 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     if _links(contacts, chain_d, dparts, sp) < MIN_LINKS:
         return verts, disc_lut  # too short a chain to judge the rest by
     band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
-    while groups:  # other groups in line with the column (a gap in the chain) join it, nearest first
-        groups.sort(key=lambda g: min(abs(dparts.centres[d][1] - np.clip(dparts.centres[d][1], band.top, band.bottom)) for d in g[1]))
-        group = groups[0]
-        if not all(band.holds(dparts.centres[d], JOIN_MM, JOIN_MM, level=False) for d in group[1]):
+    while groups:  # other groups continuing the column (a gap in the chain) join it, nearest first
+        gap = {i: min((abs(dparts.centres[d][1] - np.clip(dparts.centres[d][1], band.top, band.bottom)), d) for d in g[1]) for i, g in enumerate(groups)}
+        i = min(gap, key=lambda i: gap[i][0])
+        if not band.holds(dparts.centres[gap[i][1]], JOIN_MM, JOIN_MM, level=False):  # its disc nearest to the chain
             break
+        group = groups[i]
         chain_v, chain_d = chain_v | group[0], chain_d | group[1]
         band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
-        groups.pop(0)
+        groups.pop(i)
     median_mm3 = float(np.median(vparts.sizes[list(chain_v)])) if chain_v else 0.0
     # other vertebrae: bodies in line with the column stay, pieces touching it join the nearest chain vertebra,
     # pieces where posterior elements can be stay as they are, the rest go
@@ -527,8 +528,8 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
 
 @dataclass
 class _Band:
-    """Where the column's bodies lie, in mm: the discs' front and back lines along the rows,
-    their left-right midline, and the chain's top and bottom."""
+    """Where the column's bodies lie, in mm: the discs' front and back lines along the rows (each
+    disc's centre -/+ half the median disc depth), their left-right midline, the chain's top and bottom."""
 
     rows: np.ndarray
     front: np.ndarray
@@ -542,8 +543,9 @@ class _Band:
         d_ids = np.array(sorted(chain_d))
         rows = dparts.centres[d_ids, 1]
         order = np.argsort(rows)
-        front = np.array([dparts.boxes[d][2].start for d in d_ids])[order] * sp[2]
-        back = np.array([dparts.boxes[d][2].stop for d in d_ids])[order] * sp[2]
+        half = float(np.median([dparts.boxes[d][2].stop - dparts.boxes[d][2].start for d in d_ids])) * sp[2] / 2
+        front = dparts.centres[d_ids, 2][order] - half  # the median depth about each disc's centre: robust
+        back = dparts.centres[d_ids, 2][order] + half  # to a disc merged with a stray piece
         midline = float(np.average(dparts.centres[d_ids, 0], weights=dparts.sizes[d_ids]))
         spans = [vparts.boxes[v][1] for v in chain_v] + [dparts.boxes[d][1] for d in chain_d]
         return cls(rows[order], front, back, midline, min(r.start for r in spans) * sp[1], max(r.stop for r in spans) * sp[1])
