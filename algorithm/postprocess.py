@@ -61,6 +61,8 @@ LEVEL_MM = 15.0  # ... and this far above or below the chain's ends
 CANAL_MM = 15.0  # the chain's discs lie this close to the canal (where there is one)
 DISC_DEPTH_MM = 12.0  # a disc of the chain is at least this deep (anterior-posterior); skin strips are thinner
 JOIN_MM = 10.0  # a group joins the chain if its discs lie within this margin of the chain's band
+LINE_MM = 12.0  # a chain disc's centre lies this close (anterior-posterior) to the line through the chain's discs
+TRIM_MM = 10.0  # chain vertebrae lose what lies further than this in front of the discs' front line
 MIN_LINKS = 2  # a chain with fewer body-disc-body links is too short to judge the rest by: nothing is dropped
 SPLIT_RATIO = 1.6  # a body this many times taller than the median body is cut
 MERGE_RATIO = 1.1  # two adjacent bodies without a disc between them, together at most this tall, are one
@@ -479,6 +481,13 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
         chain_v, chain_d = chain_v | group[0], chain_d | group[1]
         band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
         groups.pop(i)
+    in_line = _in_line(chain_d, dparts)
+    if in_line != chain_d:  # discs off the chain's line (a stray glued to it through a vertebra) leave it
+        chain_d = in_line
+        chain_v = {v for d in chain_d for v in contacts[d][0] | contacts[d][1]}
+        band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
+    for v in chain_v:  # what hangs far in front of or behind a chain vertebra is not part of it
+        _trim(verts, v, vparts, band, sp, records)
     median_mm3 = float(np.median(vparts.sizes[list(chain_v)])) if chain_v else 0.0
     # other vertebrae: bodies in line with the column stay, pieces touching it join the nearest chain vertebra,
     # pieces where posterior elements can be stay as they are, the rest go
@@ -621,6 +630,33 @@ def _near_canal(cd: np.ndarray, canal: np.ndarray, dparts: _Parts, coarse_mm: np
     return {d for d in present if canal[tuple(slice(max(b.start - r, 0), b.stop + r) for b, r in zip(dparts.cells[d], reach))].any()}
 
 
+def _in_line(chain_d: set, dparts: _Parts) -> set:
+    """The chain's discs without those off its line: while a disc's centre lies more than LINE_MM
+    (anterior-posterior) off a quadratic through all of them, the farthest one leaves."""
+    ds = sorted(chain_d)
+    while len(ds) > 3:
+        rows, ap = dparts.centres[ds, 1], dparts.centres[ds, 2]
+        off = np.abs(ap - np.polyval(np.polyfit(rows, ap, 2), rows))
+        if off.max() <= LINE_MM:
+            break
+        ds.pop(int(np.argmax(off)))
+    return set(ds)
+
+
+def _trim(verts: np.ndarray, v: int, vparts: _Parts, band: "_Band", sp: np.ndarray, records: list[dict]) -> None:
+    """Cut from chain vertebra v what lies more than TRIM_MM in front of the band or POSTERIOR_MM behind it."""
+    box = vparts.boxes[v]
+    rows = np.arange(box[1].start, box[1].stop) * sp[1]
+    depth = np.arange(box[2].start, box[2].stop) * sp[2]
+    outside = (depth[None, :] < band.line(band.front, rows)[:, None] - TRIM_MM) | (depth[None, :] > band.line(band.back, rows)[:, None] + POSTERIOR_MM)
+    if outside.any():
+        cut = (verts[box] == v) & outside[None]
+        if cut.any():
+            verts[box][cut] = 0
+            records.append({"action": "trimmed", "class": "vertebra", "id": int(v), "volume_ml": round(float(cut.sum() * np.prod(sp)) / 1000, 3),
+                            "reason": "part far in front of or behind the column"})
+
+
 def _links(contacts: dict[int, tuple[set, set]], discs, dparts: _Parts, sp: np.ndarray) -> int:
     """Number of discs at least DISC_DEPTH_MM deep with a vertebra touching them from above and from below."""
     return sum(bool(contacts[d][0]) and bool(contacts[d][1]) and (dparts.boxes[d][2].stop - dparts.boxes[d][2].start) * sp[2] >= DISC_DEPTH_MM for d in discs)
@@ -744,6 +780,8 @@ def _final_record(record: dict, labels: np.ndarray, verts: np.ndarray, discs: np
         hit = labels[verts == ident] if out.get("class") == "vertebra" else labels[np.isin(discs, np.flatnonzero(disc_lut == ident))]
         return int(hit[0]) if hit.size else None
 
+    if out["action"] == "trimmed":
+        out["label"] = label_of(out.pop("id"))
     for key in ("into", "to"):
         if key in out:
             out[key] = [label_of(i) for i in out[key]] if isinstance(out[key], list) else label_of(out[key])
