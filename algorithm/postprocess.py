@@ -61,7 +61,8 @@ LEVEL_MM = 15.0  # ... and this far above or below the chain's ends
 CANAL_MM = 15.0  # the chain's discs lie this close to the canal (where there is one)
 DISC_DEPTH_MM = 12.0  # a disc of the chain is at least this deep (anterior-posterior); skin strips are thinner
 JOIN_MM = 10.0  # a group joins the chain if its discs lie within this margin of the chain's band
-LINE_MM = 12.0  # a chain disc's centre lies this close (anterior-posterior) to the line through the chain's discs
+SAME_LEVEL_MM = 8.0  # two disc pieces touching the same bodies merge when their centres are this close in height
+LINE_MM = 20.0  # a chain disc's centre lies this close (anterior-posterior) to the line through the chain's discs
 TRIM_MM = 10.0  # chain vertebrae lose what lies further than this in front of the discs' front line
 MIN_LINKS = 2  # a chain with fewer body-disc-body links is too short to judge the rest by: nothing is dropped
 SPLIT_RATIO = 1.6  # a body this many times taller than the median body is cut
@@ -158,8 +159,7 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray
 
     Vertebrae are ordered by their superior-inferior centroid (canonical axis 1): 1 = lowest.
     A disc takes 200 + k of the nearest vertebra k above it (the largest such disc wins); discs
-    above every vertebra continue the count upwards; a further disc below the lowest vertebra (in
-    the sacrum) is dropped; any other disc takes the next free number.
+    above every vertebra continue the count upwards; any other disc takes the next free number.
     Beyond 25 vertebrae or discs the smallest are dropped.
     """
     v_rows, v_sizes = _rows_and_sizes(verts)
@@ -183,8 +183,7 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray
     for d, k in sorted(zip(d_ids, wanted), key=lambda dk: (-d_sizes[dk[0]], d_rows[dk[0]])):  # the largest (then highest) disc below a vertebra claims it
         if k <= MAX_INDEX and k not in claims:
             claims[k] = int(d)
-    lowest = v_rows[v_ids[0]] if len(v_ids) else -np.inf  # discs below the lowest one's own disc are sacral: dropped
-    pending = [int(d) for d in d_ids if int(d) not in claims.values() and d_rows[d] <= lowest]
+    pending = [int(d) for d in d_ids if int(d) not in claims.values()]
     free = [k for k in range(max(claims, default=0) + 1, MAX_INDEX + 1)]
     free += [k for k in range(1, MAX_INDEX + 1) if k not in claims and k not in free]
     claims.update(zip(free, pending))
@@ -521,13 +520,14 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
         elif dparts.centres[d][1] > lowest:
             d_lut[d] = 0
             records.append(_record("dropped", "disc", int(d), dparts, reason="below the lowest vertebra, touching none (sacrum)"))
-    # discs touching the same bodies on the same sides are one disc
+    # discs touching the same bodies on the same sides, at the same height, are one disc
     sides: dict[tuple, int] = {}
     for d in sorted(chain_d, key=lambda d: -dparts.sizes[d]):
         key = (frozenset(contacts[d][0]), frozenset(contacts[d][1]))
-        if key in sides and (key[0] or key[1]):
-            d_lut[d] = sides[key]
-            records.append(_record("merged", "disc", int(d), dparts, into=sides[key]))
+        host = sides.get(key)
+        if host is not None and (key[0] or key[1]) and abs(dparts.centres[d][1] - dparts.centres[host][1]) <= SAME_LEVEL_MM:
+            d_lut[d] = host
+            records.append(_record("merged", "disc", int(d), dparts, into=host))
         else:
             sides.setdefault(key, int(d))
     disc_lut = d_lut.astype(disc_lut.dtype)[disc_lut]
