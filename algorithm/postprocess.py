@@ -62,7 +62,8 @@ CANAL_MM = 15.0  # the chain's discs lie this close to the canal (where there is
 DISC_DEPTH_MM = 12.0  # a disc of the chain is at least this deep (anterior-posterior); skin strips are thinner
 JOIN_MM = 10.0  # a group joins the chain if its discs lie within this margin of the chain's band
 SAME_LEVEL_MM = 8.0  # two disc pieces touching the same bodies merge when their centres are this close in height
-LINE_MM = 20.0  # a chain disc's centre lies this close (anterior-posterior) to the line through the chain's discs
+LINE_MM = 20.0  # consecutive discs of the chain lie this close anterior-posterior ...
+STEP_MM, MAX_STEP_MM = 12.0, 80.0  # ... and this far apart in height (a missed disc between them allowed)
 TRIM_MM = 10.0  # chain vertebrae lose what lies further than this in front of the discs' front line
 MIN_LINKS = 2  # a chain with fewer body-disc-body links is too short to judge the rest by: nothing is dropped
 SPLIT_RATIO = 1.6  # a body this many times taller than the median body is cut
@@ -464,7 +465,8 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     cd = disc_lut[_sample(discs, factors, cv.shape)]
     vparts, dparts = _Parts.of(cv, factors, sp, verts.shape), _Parts.of(cd, factors, sp, discs.shape)
     contacts = _contacts(cv, cd, dparts, factors, coarse_mm)
-    groups = _groups(contacts, dparts, _near_canal(cd, _sample(canal, factors, cv.shape), dparts, coarse_mm), sp)
+    near_canal = _near_canal(cd, _sample(canal, factors, cv.shape), dparts, coarse_mm)
+    groups = _groups(contacts, dparts, near_canal, sp)
     if not groups:
         return verts, disc_lut
     chain_v, chain_d = groups.pop(0)
@@ -480,7 +482,7 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
         chain_v, chain_d = chain_v | group[0], chain_d | group[1]
         band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
         groups.pop(i)
-    in_line = _in_line(chain_d, dparts)
+    in_line = _in_line(chain_d, dparts, near_canal)
     if in_line != chain_d:  # discs off the chain's line (a stray glued to it through a vertebra) leave it
         chain_d = in_line
         chain_v = {v for d in chain_d for v in contacts[d][0] | contacts[d][1]}
@@ -508,18 +510,19 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
             records.append(_record("reassigned", "vertebra", v, vparts, to=sorted(int(t) for t in np.unique(nearest))))
         else:
             records.append(_record("dropped", "vertebra", v, vparts, reason="off the spine column"))
-    # other discs: in line with the column and above its lowest body they stay, the rest go
+    # other discs: in line with the column they stay, unless smaller than and below the lowest body's own disc
     d_lut = np.arange(int(disc_lut.max(initial=0)) + 1, dtype=np.int64)
-    lowest = max(vparts.boxes[v][1].stop for v in bodies) * sp[1] if bodies else np.inf
+    lowest_body = max((vparts.centres[v][1] for v in bodies), default=np.inf)
+    own = max((d for d in chain_d if dparts.centres[d][1] > lowest_body), key=lambda d: dparts.sizes[d], default=None)  # its disc
     for d in dparts.present():
         if d in chain_d:
             continue
         if not band.holds(dparts.centres[d], FRONT_MM, FRONT_MM, level=False):
             d_lut[d] = 0
             records.append(_record("dropped", "disc", int(d), dparts, reason="off the spine column"))
-        elif dparts.centres[d][1] > lowest:
+        elif own is not None and dparts.centres[d][1] > dparts.centres[own][1] and dparts.sizes[d] < dparts.sizes[own]:
             d_lut[d] = 0
-            records.append(_record("dropped", "disc", int(d), dparts, reason="below the lowest vertebra, touching none (sacrum)"))
+            records.append(_record("dropped", "disc", int(d), dparts, reason="below the lowest vertebra's disc and smaller, touching none (sacrum)"))
     # discs touching the same bodies on the same sides, at the same height, are one disc
     sides: dict[tuple, int] = {}
     for d in sorted(chain_d, key=lambda d: -dparts.sizes[d]):
@@ -630,17 +633,30 @@ def _near_canal(cd: np.ndarray, canal: np.ndarray, dparts: _Parts, coarse_mm: np
     return {d for d in present if canal[tuple(slice(max(b.start - r, 0), b.stop + r) for b, r in zip(dparts.cells[d], reach))].any()}
 
 
-def _in_line(chain_d: set, dparts: _Parts) -> set:
-    """The chain's discs without those off its line: while a disc's centre lies more than LINE_MM
-    (anterior-posterior) off a quadratic through all of them, the farthest one leaves."""
-    ds = sorted(chain_d)
-    while len(ds) > 3:
-        rows, ap = dparts.centres[ds, 1], dparts.centres[ds, 2]
-        off = np.abs(ap - np.polyval(np.polyfit(rows, ap, 2), rows))
-        if off.max() <= LINE_MM:
-            break
-        ds.pop(int(np.argmax(off)))
-    return set(ds)
+def _in_line(chain_d: set, dparts: _Parts, near_canal: set) -> set:
+    """The chain's discs that follow one spine: the longest path of discs, ordered by height, each
+    STEP_MM to MAX_STEP_MM below the previous and at most LINE_MM off it anterior-posterior (then the
+    most near the canal, then the deepest discs); plus pieces at the same level as a disc of the path."""
+    ds = sorted(chain_d, key=lambda d: dparts.centres[d][1])
+    if len(ds) < 3:
+        return set(ds)
+    rows, ap = dparts.centres[ds, 1], dparts.centres[ds, 2]
+    depth = [float(dparts.boxes[d][2].stop - dparts.boxes[d][2].start) for d in ds]
+    score, previous = [], []
+    for j in range(len(ds)):
+        own = (1, int(ds[j] in near_canal), depth[j])
+        options = [(tuple(a + b for a, b in zip(score[i], own)), i) for i in range(j)
+                   if STEP_MM <= rows[j] - rows[i] <= MAX_STEP_MM and abs(ap[j] - ap[i]) <= LINE_MM]
+        best = max(options, default=(own, -1))
+        score.append(best[0])
+        previous.append(best[1])
+    j = max(range(len(ds)), key=lambda j: score[j])
+    path = []
+    while j >= 0:
+        path.append(j)
+        j = previous[j]
+    level = {ds[k] for k in range(len(ds)) for i in path if abs(rows[k] - rows[i]) <= SAME_LEVEL_MM and abs(ap[k] - ap[i]) <= LINE_MM}
+    return level | {ds[i] for i in path}
 
 
 def _trim(verts: np.ndarray, v: int, vparts: _Parts, band: "_Band", sp: np.ndarray, records: list[dict]) -> None:
