@@ -105,11 +105,11 @@ def postprocess(classes: np.ndarray, spacing: tuple[float, float, float], config
     spacing = tuple(float(s) for s in spacing)
     min_voxels = max(1, math.ceil(config.min_component_mm3 / math.prod(spacing)))
     verts, discs, canal = _clean(sub, min_voxels)
-    disc_lut, planes = _merge_disc_pieces(discs, spacing)  # disc ids stay raw components; their LUT is applied once
+    disc_lut, planes, disc_stats = _merge_disc_pieces(discs, spacing)  # disc ids stay raw components; their LUT is applied once
     verts, coarse = split_vertebrae(verts, planes, canal, spacing)
     records: list[dict] = []
     verts, disc_lut = fit_column(verts, coarse, discs, disc_lut, canal, spacing, records)
-    labels = number_structures(verts, discs, disc_lut)
+    labels = number_structures(verts, discs, disc_lut, disc_stats)
     _drop_fragments(labels, min_voxels, records)
     if config.partial_vertebrae:
         _mark_partial(labels, box, classes.shape[1], records)
@@ -153,10 +153,11 @@ def coarse_factors(spacing: tuple[float, ...]) -> tuple[int, ...]:
     return tuple(max(1, round(COARSE_MM / s)) for s in spacing)
 
 
-def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray | None = None) -> np.ndarray:
+def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray | None = None, disc_stats: tuple | None = None) -> np.ndarray:
     """Instance ids of vertebrae and discs (disjoint) -> int16 SPIDER labels, numbered bottom-up.
 
-    ``disc_lut`` maps the ids of ``discs`` to disc ids (pieces of one disc share one; 0 drops).
+    ``disc_lut`` maps the ids of ``discs`` to disc ids (pieces of one disc share one; 0 drops);
+    ``disc_stats``, the (axis-1 centroid, voxel count) of each id of ``discs`` if already known.
 
     Vertebrae are ordered by their superior-inferior centroid (canonical axis 1): 1 = lowest.
     A disc takes 200 + k of the nearest vertebra k above it (the largest such disc wins); discs
@@ -164,7 +165,7 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray
     Beyond 25 vertebrae or discs the smallest are dropped.
     """
     v_rows, v_sizes = _rows_and_sizes(verts)
-    d_rows, d_sizes = _rows_and_sizes(discs)
+    d_rows, d_sizes = disc_stats if disc_stats is not None else _rows_and_sizes(discs)
     if disc_lut is None:
         disc_lut = np.arange(len(d_sizes))
     disc_lut = np.asarray(disc_lut)[: len(d_sizes)]
@@ -196,7 +197,11 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray
 
 def _rows_and_sizes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Axis-1 centroid and voxel count per id (index = id)."""
-    stats = cc3d.statistics(np.ascontiguousarray(ids))
+    return _centroid_rows(cc3d.statistics(np.ascontiguousarray(ids)))
+
+
+def _centroid_rows(stats: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-1 centroid and voxel count per id from cc3d statistics."""
     sizes = np.asarray(stats["voxel_counts"]).astype(np.int64)
     sizes[0] = 0
     rows = np.nan_to_num(np.asarray(stats["centroids"], dtype=float).reshape(-1, 3)[:, 1])
@@ -255,8 +260,9 @@ def _disc_plane(points: np.ndarray) -> DiscPlane:
     return DiscPlane(centre, normal, float(np.sqrt(((rel**2).sum(axis=1) - (rel @ normal) ** 2).max())))
 
 
-def _merge_disc_pieces(discs: np.ndarray, spacing: tuple[float, float, float]) -> tuple[np.ndarray, list[DiscPlane]]:
-    """Join each disc piece whose centre lies in the band of a larger disc to it: (LUT of disc ids, the planes)."""
+def _merge_disc_pieces(discs: np.ndarray, spacing: tuple[float, float, float]) -> tuple[np.ndarray, list[DiscPlane], tuple[np.ndarray, np.ndarray]]:
+    """Join each disc piece whose centre lies in the band of a larger disc to it: (LUT of disc ids, the
+    planes, (axis-1 centroid, voxel count) per disc id)."""
     stats = cc3d.statistics(discs)
     order = np.argsort(-np.asarray(stats["voxel_counts"])[1:], kind="stable") + 1
     target = np.arange(len(stats["voxel_counts"]))
@@ -270,7 +276,7 @@ def _merge_disc_pieces(discs: np.ndarray, spacing: tuple[float, float, float]) -
             planes[int(d)] = _disc_plane(points[:: max(1, len(points) // 20000)])
         else:
             target[d] = host
-    return target.astype(np.uint32), list(planes.values())
+    return target.astype(np.uint32), list(planes.values()), _centroid_rows(stats)
 
 
 def _pool(mask: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
@@ -596,9 +602,9 @@ def _nearest_chain(cv: np.ndarray, is_chain: np.ndarray, cells: tuple[slice, ...
     around = tuple(slice(max(c.start - r, 0), min(c.stop + r, n)) for c, r, n in zip(cells, reach, cv.shape))
     ids = cv[around]
     chain = is_chain[ids]
-    at = tuple(np.clip((i + b.start) // f, a.start, a.stop - 1) - a.start for i, b, f, a in zip(voxels, box, factors, around))
     if not chain.any():
         return np.full(len(voxels[0]), np.inf), np.zeros(len(voxels[0]), dtype=cv.dtype)
+    at = tuple(np.clip((i + b.start) // f, a.start, a.stop - 1) - a.start for i, b, f, a in zip(voxels, box, factors, around))
     dist, index = ndi.distance_transform_edt(~chain, sampling=coarse_mm, return_indices=True)
     return dist[at], ids[tuple(i[at] for i in index)]
 
