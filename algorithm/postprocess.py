@@ -65,9 +65,12 @@ SAME_LEVEL_MM = 8.0  # two disc pieces touching the same bodies merge when their
 LINE_MM = 20.0  # consecutive discs of the chain lie this close anterior-posterior ...
 STEP_MM, MAX_STEP_MM = 12.0, 80.0  # ... and this far apart in height (a missed disc between them allowed)
 TRIM_MM = 10.0  # chain vertebrae lose what lies further than this in front of the discs' front line
-MIN_LINKS = 2  # a chain with fewer body-disc-body links is too short to judge the rest by: nothing is dropped
+CANAL_LENGTH_MM = 40.0  # a canal component shorter than this (along the spine) does not guide the chain
+BODY_DEPTH_MM = 40.0  # without discs, bodies are taken to lie this far in front of the canal's front wall
+MIN_LINKS = 2  # a chain with fewer links (body-disc-body, or a vertebra on the canal) is too short to judge the rest by
 SPLIT_RATIO = 1.6  # a body this many times taller than the median body is cut
-MERGE_RATIO = 1.1  # two adjacent bodies without a disc between them, together at most this tall, are one
+MERGE_RATIO = 1.3  # two adjacent bodies without a disc between them, together at most this tall ...
+SHORT_RATIO = 0.5  # ... and one of them at most this tall (times the median body), are one
 
 
 @dataclass(frozen=True)
@@ -471,33 +474,43 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     cd = disc_lut[_sample(discs, factors, cv.shape)]
     vparts, dparts = _Parts.of(cv, factors, sp, verts.shape), _Parts.of(cd, factors, sp, discs.shape)
     contacts = _contacts(cv, cd, dparts, factors, coarse_mm)
-    near_canal = _near_canal(cd, _sample(canal, factors, cv.shape), dparts, coarse_mm)
-    groups = _groups(contacts, dparts, near_canal, sp)
+    canal_c = _main_canal(_sample(canal, factors, cv.shape), coarse_mm)
+    near_canal = _near_canal(cd, canal_c, dparts, coarse_mm)
+    on_canal = _on_canal(cv, canal_c, coarse_mm)
+    groups = _groups(contacts, dparts, near_canal, on_canal, sp)
     if not groups:
         return verts, disc_lut
     chain_v, chain_d = groups.pop(0)
-    if _links(contacts, chain_d, dparts, sp) < MIN_LINKS:
+    if _links(contacts, chain_d, dparts, sp) + len(chain_v & on_canal) < MIN_LINKS:
         return verts, disc_lut  # too short a chain to judge the rest by
-    band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
-    while groups:  # other groups continuing the column (a gap in the chain) join it, nearest first
+    band = _Band.of(chain_v, chain_d, vparts, dparts, sp, canal_c, coarse_mm)
+    if band is None:
+        return verts, disc_lut
+    while groups and chain_d:  # other groups continuing the column (a gap in the chain) join it, nearest first
+        groups = [g for g in groups if g[1]]
+        if not groups:
+            break
         gap = {i: min((abs(dparts.centres[d][1] - np.clip(dparts.centres[d][1], band.top, band.bottom)), d) for d in g[1]) for i, g in enumerate(groups)}
         i = min(gap, key=lambda i: gap[i][0])
         if not band.holds(dparts.centres[gap[i][1]], JOIN_MM, JOIN_MM, level=False):  # its disc nearest to the chain
             break
         group = groups[i]
         chain_v, chain_d = chain_v | group[0], chain_d | group[1]
-        band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
+        band = _Band.of(chain_v, chain_d, vparts, dparts, sp, canal_c, coarse_mm)
         groups.pop(i)
     in_line = _in_line(chain_d, dparts, near_canal)
     if in_line != chain_d:  # discs off the chain's line (a stray glued to it through a vertebra) leave it
         chain_d = in_line
-        chain_v = {v for d in chain_d for v in contacts[d][0] | contacts[d][1]}
-        band = _Band.of(chain_v, chain_d, vparts, dparts, sp)
+        chain_v = {v for d in chain_d for v in contacts[d][0] | contacts[d][1]} | (chain_v & on_canal)
+        band = _Band.of(chain_v, chain_d, vparts, dparts, sp, canal_c, coarse_mm)
     for v in chain_v:  # what hangs far in front of or behind a chain vertebra is not part of it
         _trim(verts, v, vparts, band, sp, records)
     median_mm3 = float(np.median(vparts.sizes[list(chain_v)])) if chain_v else 0.0
     # other vertebrae: bodies in line with the column stay, pieces touching it join the nearest chain vertebra,
-    # pieces where posterior elements can be stay as they are, the rest go
+    # pieces where posterior elements can be join the chain vertebra at their height, the rest go
+    profiles = {v: _body_profile(verts, v, vparts.boxes[v], band, sp) for v in chain_v}
+    heights = {v: (first + len(profile) / 2) * sp[1] for v, (profile, first) in profiles.items() if len(profile)}
+    tall = float(np.median([len(profile) for profile, _ in profiles.values() if len(profile)] or [0])) * sp[1]
     is_chain = np.zeros(int(cv.max()) + 1, dtype=bool)
     is_chain[list(chain_v)] = True
     bodies = set(chain_v)
@@ -510,7 +523,14 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
         dist, nearest = _nearest_chain(cv, is_chain, vparts.cells[v], np.nonzero(own), box, factors, coarse_mm)
         touching = float(dist.min()) <= ATTACH_MM
         if not touching and band.holds(vparts.centres[v], FRONT_MM, POSTERIOR_MM):
-            continue  # where posterior elements are, but not touching a chain vertebra: left as it is
+            # posterior elements hang on the body whose middle is nearest to their upper part; beyond the
+            # chain's ends they are a vertebra of their own (its body cut by the field of view)
+            upper = (box[1].start + 0.25 * (box[1].stop - box[1].start)) * sp[1]
+            target = min(heights, key=lambda c: abs(heights[c] - upper), default=None)
+            if target is not None and abs(heights[target] - upper) <= 0.75 * tall:
+                verts[box][own] = target
+                records.append(_record("reassigned", "vertebra", v, vparts, to=[int(target)], reason="posterior element at the height of a chain body"))
+            continue
         verts[box][own] = nearest if touching else 0
         if touching:
             records.append(_record("reassigned", "vertebra", v, vparts, to=sorted(int(t) for t in np.unique(nearest))))
@@ -539,8 +559,14 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
             records.append(_record("merged", "disc", int(d), dparts, into=host))
         else:
             sides.setdefault(key, int(d))
+    deep = {d for d in chain_d if _depth(dparts, d, sp) >= DISC_DEPTH_MM}
+    verts, merged = _merge_and_split_bodies(verts, vparts, {d: contacts[d] for d in deep}, chain_v, band, sp, records)
+    for d in dparts.present():  # a disc piece between two bodies now merged lies inside a body
+        above, below = ({merged.get(v, v) for v in side} for side in contacts[d])
+        if above & below and d_lut[d]:
+            d_lut[d] = 0
+            records.append(_record("dropped", "disc", int(d), dparts, reason="inside a body (between two pieces merged into one)"))
     disc_lut = d_lut.astype(disc_lut.dtype)[disc_lut]
-    verts = _merge_and_split_bodies(verts, vparts, contacts, chain_v, band, sp, records)
     return verts, disc_lut
 
 
@@ -557,16 +583,26 @@ class _Band:
     bottom: float
 
     @classmethod
-    def of(cls, chain_v: set, chain_d: set, vparts: _Parts, dparts: _Parts, sp: np.ndarray) -> "_Band":
-        d_ids = np.array(sorted(chain_d))
-        rows = dparts.centres[d_ids, 1]
-        order = np.argsort(rows)
-        half = float(np.median([dparts.boxes[d][2].stop - dparts.boxes[d][2].start for d in d_ids])) * sp[2] / 2
-        front = dparts.centres[d_ids, 2][order] - half  # the median depth about each disc's centre: robust
-        back = dparts.centres[d_ids, 2][order] + half  # to a disc merged with a stray piece
-        midline = float(np.average(dparts.centres[d_ids, 0], weights=dparts.sizes[d_ids]))
+    def of(cls, chain_v: set, chain_d: set, vparts: _Parts, dparts: _Parts, sp: np.ndarray, canal: np.ndarray, coarse_mm: np.ndarray) -> "_Band | None":
+        """From two or more discs; else from the canal (bodies lie BODY_DEPTH_MM in front of its front wall); else None."""
         spans = [vparts.boxes[v][1] for v in chain_v] + [dparts.boxes[d][1] for d in chain_d]
-        return cls(rows[order], front, back, midline, min(r.start for r in spans) * sp[1], max(r.stop for r in spans) * sp[1])
+        top, bottom = min(r.start for r in spans) * sp[1], max(r.stop for r in spans) * sp[1]
+        if len(chain_d) >= 2:
+            d_ids = np.array(sorted(chain_d))
+            rows = dparts.centres[d_ids, 1]
+            order = np.argsort(rows)
+            half = float(np.median([dparts.boxes[d][2].stop - dparts.boxes[d][2].start for d in d_ids])) * sp[2] / 2
+            front = dparts.centres[d_ids, 2][order] - half  # the median depth about each disc's centre: robust
+            back = dparts.centres[d_ids, 2][order] + half  # to a disc merged with a stray piece
+            midline = float(np.average(dparts.centres[d_ids, 0], weights=dparts.sizes[d_ids]))
+            return cls(rows[order], front, back, midline, top, bottom)
+        if not canal.any():
+            return None
+        profile = canal.any(axis=0)
+        rows = np.flatnonzero(profile.any(axis=1))
+        wall = (profile[rows].argmax(axis=1) + 0.5) * coarse_mm[2]
+        midline = float((np.flatnonzero(canal.any(axis=(1, 2))).mean() + 0.5) * coarse_mm[0])
+        return cls((rows + 0.5) * coarse_mm[1], wall - BODY_DEPTH_MM, wall, midline, top, bottom)
 
     def line(self, values: np.ndarray, row: np.ndarray) -> np.ndarray:
         """A line (front or back) at rows in mm: interpolated between discs, extrapolated straight beyond the end ones."""
@@ -630,6 +666,28 @@ def _contacts(cv: np.ndarray, cd: np.ndarray, dparts: _Parts, factors, coarse_mm
     return out
 
 
+def _main_canal(canal: np.ndarray, coarse_mm: np.ndarray) -> np.ndarray:
+    """The largest canal component on the coarse grid if it is at least CANAL_LENGTH_MM long, else nothing."""
+    ids = cc3d.connected_components(canal, connectivity=26)
+    if not ids.any():
+        return canal
+    main = ids == np.bincount(ids.ravel())[1:].argmax() + 1
+    rows = np.flatnonzero(main.any(axis=(0, 2)))
+    return main if (rows[-1] - rows[0] + 1) * coarse_mm[1] >= CANAL_LENGTH_MM else np.zeros_like(canal)
+
+
+def _on_canal(cv: np.ndarray, canal: np.ndarray, coarse_mm: np.ndarray) -> set:
+    """Vertebra ids with cells within CONTACT_MM of the canal."""
+    box = _bbox(canal)
+    if box is None:
+        return set()
+    reach = [int(math.ceil(CONTACT_MM / c)) + 1 for c in coarse_mm]
+    box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, canal.shape))
+    near = ndi.distance_transform_edt(~canal[box], sampling=coarse_mm) <= CONTACT_MM
+    ids, counts = np.unique(cv[box][near], return_counts=True)
+    return {int(i) for i, n in zip(ids, counts) if i and n >= 2}
+
+
 def _near_canal(cd: np.ndarray, canal: np.ndarray, dparts: _Parts, coarse_mm: np.ndarray) -> set:
     """Disc ids whose box grown by CANAL_MM holds canal (all discs where there is no canal)."""
     present = {int(d) for d in dparts.present()}
@@ -679,14 +737,20 @@ def _trim(verts: np.ndarray, v: int, vparts: _Parts, band: "_Band", sp: np.ndarr
                             "reason": "part far in front of or behind the column"})
 
 
+def _depth(dparts: _Parts, d: int, sp: np.ndarray) -> float:
+    """Anterior-posterior extent of disc d in mm."""
+    return (dparts.boxes[d][2].stop - dparts.boxes[d][2].start) * sp[2]
+
+
 def _links(contacts: dict[int, tuple[set, set]], discs, dparts: _Parts, sp: np.ndarray) -> int:
     """Number of discs at least DISC_DEPTH_MM deep with a vertebra touching them from above and from below."""
-    return sum(bool(contacts[d][0]) and bool(contacts[d][1]) and (dparts.boxes[d][2].stop - dparts.boxes[d][2].start) * sp[2] >= DISC_DEPTH_MM for d in discs)
+    return sum(bool(contacts[d][0]) and bool(contacts[d][1]) and _depth(dparts, d, sp) >= DISC_DEPTH_MM for d in discs)
 
 
-def _groups(contacts: dict[int, tuple[set, set]], dparts: _Parts, near_canal: set, sp: np.ndarray) -> list[tuple[set, set]]:
-    """(vertebra ids, disc ids) of each group linked by contact, best first: most body-disc-body links
-    (discs at least DISC_DEPTH_MM deep), then the largest sum of disc depths, then near the canal."""
+def _groups(contacts: dict[int, tuple[set, set]], dparts: _Parts, near_canal: set, on_canal: set, sp: np.ndarray) -> list[tuple[set, set]]:
+    """(vertebra ids, disc ids) of each group linked by contact (vertebrae touching the canal are linked
+    through it), best first: most body-disc-body links (discs at least DISC_DEPTH_MM deep) plus vertebrae
+    touching the canal, then the largest sum of disc depths, then discs near the canal."""
     parent: dict[tuple, tuple] = {}
 
     def find(x):
@@ -697,39 +761,50 @@ def _groups(contacts: dict[int, tuple[set, set]], dparts: _Parts, near_canal: se
     for d, (above, below) in contacts.items():
         for v in above | below:
             parent[find(("v", v))] = find(("d", d))
+    for v in on_canal:
+        parent[find(("v", v))] = find(("c", 0))
     groups: dict[tuple, list] = {}
     for node in list(parent):
         groups.setdefault(find(node), []).append(node)
-    depth = {d: (dparts.boxes[d][2].stop - dparts.boxes[d][2].start) * sp[2] for d in contacts}
+    depth = {d: _depth(dparts, d, sp) for d in contacts}
 
     def rank(nodes):
         discs = [i for k, i in nodes if k == "d"]
-        return -_links(contacts, discs, dparts, sp), -sum(depth[d] for d in discs), -any(d in near_canal for d in discs)
+        canal = sum(k == "v" and i in on_canal for k, i in nodes)
+        return -(_links(contacts, discs, dparts, sp) + canal), -sum(depth[d] for d in discs), -any(d in near_canal for d in discs)
 
     return [({i for k, i in nodes if k == "v"}, {i for k, i in nodes if k == "d"}) for nodes in sorted(groups.values(), key=rank)]
 
 
-def _merge_and_split_bodies(verts: np.ndarray, vparts: _Parts, contacts: dict, chain_v: set, band: _Band, sp: np.ndarray, records: list[dict]) -> np.ndarray:
-    """Merge two adjacent short chain bodies with no disc between them; cut a body far taller than the median."""
-    profiles = {v: _body_profile(verts, v, vparts.boxes[v], band, sp) for v in chain_v}
-    heights = {v: len(p) * sp[1] for v, (p, _) in profiles.items() if len(p)}
-    if len(heights) < 3:
-        return verts
-    between = {frozenset((a, b)) for above, below in contacts.values() for a in above for b in below}
-    ordered = sorted(heights, key=lambda v: profiles[v][1])
-    median = float(np.median(list(heights.values())))
+def _merge_and_split_bodies(verts: np.ndarray, vparts: _Parts, contacts: dict, chain_v: set, band: _Band, sp: np.ndarray, records: list[dict]) -> tuple[np.ndarray, dict[int, int]]:
+    """Merge vertebrae touching one disc (of ``contacts``) from the same side (pieces of one body), and a
+    short chain body into its neighbour when no disc lies between them; cut a body far taller than the
+    median. Returns the ids and {merged id: id it joined}."""
     lut = np.arange(int(verts.max()) + 1)
     merged: set = set()
+    for side in (s for pair in contacts.values() for s in pair if len(s) > 1):
+        host = max(side, key=lambda v: (vparts.sizes[v], -v))
+        for v in side - {host}:
+            if lut[v] == v and lut[host] == host:
+                lut[v] = host
+                merged |= {v, host}
+                records.append({"action": "merged", "class": "vertebra", "id": int(v), "into": int(host), "reason": "two pieces touching one disc from the same side"})
+    profiles = {v: _body_profile(verts, v, vparts.boxes[v], band, sp) for v in chain_v if lut[v] == v}
+    heights = {v: len(p) * sp[1] for v, (p, _) in profiles.items() if len(p)}
+    between = {frozenset((a, b)) for above, below in contacts.values() for a in above for b in below}
+    ordered = sorted(heights, key=lambda v: profiles[v][1])
+    median = float(np.median(list(heights.values()))) if len(heights) >= 3 else np.inf
     for upper, lower in zip(ordered, ordered[1:]):
         if upper in merged or frozenset((upper, lower)) in between:
             continue
         span = (profiles[lower][1] + len(profiles[lower][0]) - profiles[upper][1]) * sp[1]
-        if 0 < span <= MERGE_RATIO * median and max(heights[upper], heights[lower]) < 0.6 * median:
+        if 0 < span <= MERGE_RATIO * median and min(heights[upper], heights[lower]) < SHORT_RATIO * median:
             lut[lower] = upper
             merged |= {upper, lower}
-            records.append({"action": "merged", "class": "vertebra", "id": int(lower), "into": int(upper), "reason": "two short bodies without a disc between them"})
+            records.append({"action": "merged", "class": "vertebra", "id": int(lower), "into": int(upper), "reason": "a short body and its neighbour without a disc between them"})
     if merged:
         verts = lut.astype(verts.dtype)[verts]
+    joined = {int(v): int(lut[v]) for v in merged if lut[v] != v}
     next_id = int(verts.max()) + 1
     for v in heights:
         if v in merged or heights[v] <= SPLIT_RATIO * median:
@@ -750,7 +825,7 @@ def _merge_and_split_bodies(verts: np.ndarray, vparts: _Parts, contacts: dict, c
         records.append({"action": "split", "class": "vertebra", "id": int(v), "into": [int(i) for i in ids],
                         "reason": f"body {heights[v]:.0f} mm tall against a median of {median:.0f} mm"})
         next_id += len(cuts)
-    return verts
+    return verts, joined
 
 
 def _body_profile(verts: np.ndarray, v: int, box: tuple[slice, ...], band: _Band, sp: np.ndarray) -> tuple[np.ndarray, int]:
