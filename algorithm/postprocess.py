@@ -71,6 +71,7 @@ MIN_LINKS = 2  # a chain with fewer links (body-disc-body, or a vertebra on the 
 SPLIT_RATIO = 1.6  # a body this many times taller than the median body is cut
 MERGE_RATIO = 1.3  # two adjacent bodies without a disc between them, together at most this tall ...
 SHORT_RATIO = 0.5  # ... and one of them at most this tall (times the median body), are one
+SAME_BODY_RATIO = 1.5  # two vertebrae touching a disc from the same side merge if together at most this tall
 
 
 @dataclass(frozen=True)
@@ -782,23 +783,27 @@ def _merge_and_split_bodies(verts: np.ndarray, vparts: _Parts, contacts: dict, c
     median. Returns the ids and {merged id: id it joined}."""
     lut = np.arange(int(verts.max()) + 1)
     merged: set = set()
+    profiles = {v: _body_profile(verts, v, vparts.boxes[v], band, sp) for v in chain_v}
+    heights = {v: len(p) * sp[1] for v, (p, _) in profiles.items() if len(p)}
+    median = float(np.median(list(heights.values()))) if len(heights) >= 3 else np.inf
+
+    def span(a: int, b: int) -> float:
+        (pa, fa), (pb, fb) = profiles[a], profiles[b]
+        return (max(fa + len(pa), fb + len(pb)) - min(fa, fb)) * sp[1]
+
     for side in (s for pair in contacts.values() for s in pair if len(s) > 1):
         host = max(side, key=lambda v: (vparts.sizes[v], -v))
         for v in side - {host}:
-            if lut[v] == v and lut[host] == host:
+            if lut[v] == v and lut[host] == host and v in heights and host in heights and span(v, host) <= SAME_BODY_RATIO * median:
                 lut[v] = host
                 merged |= {v, host}
-                records.append({"action": "merged", "class": "vertebra", "id": int(v), "into": int(host), "reason": "two pieces touching one disc from the same side"})
-    profiles = {v: _body_profile(verts, v, vparts.boxes[v], band, sp) for v in chain_v if lut[v] == v}
-    heights = {v: len(p) * sp[1] for v, (p, _) in profiles.items() if len(p)}
+                records.append({"action": "merged", "class": "vertebra", "id": int(v), "into": int(host), "reason": "two pieces of one body touching one disc from the same side"})
     between = {frozenset((a, b)) for above, below in contacts.values() for a in above for b in below}
-    ordered = sorted(heights, key=lambda v: profiles[v][1])
-    median = float(np.median(list(heights.values()))) if len(heights) >= 3 else np.inf
+    ordered = sorted((v for v in heights if lut[v] == v), key=lambda v: profiles[v][1])
     for upper, lower in zip(ordered, ordered[1:]):
         if upper in merged or frozenset((upper, lower)) in between:
             continue
-        span = (profiles[lower][1] + len(profiles[lower][0]) - profiles[upper][1]) * sp[1]
-        if 0 < span <= MERGE_RATIO * median and min(heights[upper], heights[lower]) < SHORT_RATIO * median:
+        if span(upper, lower) <= MERGE_RATIO * median and min(heights[upper], heights[lower]) < SHORT_RATIO * median:
             lut[lower] = upper
             merged |= {upper, lower}
             records.append({"action": "merged", "class": "vertebra", "id": int(lower), "into": int(upper), "reason": "a short body and its neighbour without a disc between them"})
