@@ -385,13 +385,27 @@ def _grow(seeds: np.ndarray, present: np.ndarray, coarse_mm: np.ndarray) -> np.n
         allowed = np.floor(travelled / coarse_mm + 1e-6) > moves
         moves += allowed
         box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)  # only around what is left to do
-        grown = ndi.maximum_filter(labels[box], size=tuple(3 if a else 1 for a in allowed))
+        grown = _max3(labels[box], [axis for axis in range(3) if allowed[axis]])
         new = todo[box] & (grown > 0)
         if not new.any() and allowed.all():
             break
         labels[box][new] = grown[new]
         todo[box] &= ~new
     return labels
+
+
+def _max3(array: np.ndarray, axes: list[int]) -> np.ndarray:
+    """Maximum over each cell and its two neighbours along each of ``axes`` (the edge has no outside);
+    the same as scipy's maximum_filter of size 3 on those axes, several times faster."""
+    out = array.copy()
+    for axis in axes:
+        low = tuple(slice(None, -1) if a == axis else slice(None) for a in range(array.ndim))
+        high = tuple(slice(1, None) if a == axis else slice(None) for a in range(array.ndim))
+        grown = out.copy()
+        np.maximum(grown[high], out[low], out=grown[high])
+        np.maximum(grown[low], out[high], out=grown[low])
+        out = grown
+    return out
 
 
 def _behind_canal(points: np.ndarray, front) -> np.ndarray:

@@ -232,3 +232,14 @@ def test_numbering_bottom_up_in_lps_and_pir_files(direction):
     for value in np.unique(ref[(ref > 0) & (ref != 100)]):
         hit = out[ref == value]
         assert np.bincount(hit[hit > 0]).argmax() == value, value  # synthetic masks number bottom-up
+
+
+@pytest.mark.parametrize("axes", [[0, 1, 2], [1, 2], [0]])
+def test_max3_matches_scipy_maximum_filter(axes):
+    from scipy import ndimage as ndi
+
+    from algorithm.postprocess import _max3
+
+    array = np.random.default_rng(0).integers(0, 9, (7, 11, 13), dtype=np.uint8)
+    expected = ndi.maximum_filter(array, size=tuple(3 if a in axes else 1 for a in range(3)))
+    np.testing.assert_array_equal(_max3(array, axes), expected)
