@@ -62,7 +62,7 @@ CANAL_MM = 15.0  # the chain's discs lie this close to the canal (where there is
 DISC_DEPTH_MM = 12.0  # a disc of the chain is at least this deep (anterior-posterior); skin strips are thinner
 JOIN_MM = 10.0  # a group joins the chain if its discs lie within this margin of the chain's band
 SAME_LEVEL_MM = 8.0  # two disc pieces touching the same bodies merge when their centres are this close in height
-LINE_MM = 20.0  # consecutive discs of the chain lie this close anterior-posterior ...
+LINE_MM = 30.0  # consecutive discs of the chain lie this close anterior-posterior ...
 STEP_MM, MAX_STEP_MM = 12.0, 80.0  # ... and this far apart in height (a missed disc between them allowed)
 TRIM_MM = 10.0  # chain vertebrae lose what lies further than this in front of the discs' front line
 CANAL_LENGTH_MM = 40.0  # a canal component shorter than this (along the spine) does not guide the chain
@@ -558,7 +558,7 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     for d in dparts.present():
         if d in chain_d:
             continue
-        if not band.holds(dparts.centres[d], FRONT_MM, FRONT_MM, level=False):
+        if not band.holds(dparts.centres[d], JOIN_MM, JOIN_MM, level=False):
             d_lut[d] = 0
             records.append(_record("dropped", "disc", int(d), dparts, reason="off the spine column"))
         elif own is not None and dparts.centres[d][1] > dparts.centres[own][1] and dparts.sizes[d] < dparts.sizes[own]:

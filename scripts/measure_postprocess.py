@@ -10,6 +10,8 @@ each post-processing version (this tree's, and `algorithm/postprocess.py` at --b
   class Dice, per-structure Dice;
 - spider-t2space validation (6 cases; only 50 has a true instance mask, 18 is a training case with
   one, reported beside): per-structure (official) and class Dice, detection, fused, stray;
+- spider-masks (33 real reference masks, no images): each mask's own class map post-processed
+  must give back its structures (Dice per file over all structures, fused labels, strays);
 - post-processing time of a synthetic 120 x 640 x 512 T2-SPACE volume (the bundled model's
   prediction of it), both versions alternately, median of --repeats.
 """
@@ -100,6 +102,22 @@ def score_set(names: list[str], folder: Path, versions: dict, segmenter, cache: 
     return out
 
 
+def reproduce_masks(folder: Path, versions: dict, config) -> dict[str, dict[str, dict]]:
+    """version -> mask -> metrics of the mask's own class map put through post-processing."""
+    from tqdm import tqdm
+
+    from algorithm.evaluate import evaluate_case
+    from algorithm.labels import to_classes
+
+    out: dict[str, dict[str, dict]] = {v: {} for v in versions}
+    for path in tqdm(sorted(folder.glob("*.mha")), desc=folder.name, unit="mask", leave=False):
+        ref, spacing = canonical(path)
+        classes = np.ascontiguousarray(to_classes(ref))
+        for version, postprocess in versions.items():
+            out[version][path.stem] = evaluate_case(ref, postprocess(classes, spacing, config), spacing, surface=False)
+    return out
+
+
 def mean(scores: dict[str, dict], key: str) -> float:
     values = np.array([s[key] for s in scores.values()], dtype=float)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
@@ -148,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     report["slices"] = score_set(cases(slices, None), slices, versions, segmenter, cache)
     t2space = DATA / "spider-t2space"
     report["t2space"] = score_set(cases(t2space, "validation") + ["18_t2_SPACE"], t2space, versions, segmenter, cache)
+    report["masks"] = reproduce_masks(DATA / "spider-masks", versions, segmenter.config)
     if not args.skip_timing:
         report["timing_s"] = time_versions(versions, segmenter, cache, args.repeats)
 
@@ -167,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     for case in ("50_t2_SPACE", "18_t2_SPACE"):
         for key in KEYS[:2] + KEYS[7:]:
             print(f"{case + ' (true instances): ' + key:48}" + "".join(f"{report['t2space'][v][case][key]:>22.4f}" for v in versions))
+    for label, fn, fmt in (
+        ("spider-masks (33): OveralDiceScore, lowest file", lambda s: min(c["OveralDiceScore"] for c in s.values()), "{:.4f}"),
+        ("spider-masks: OveralDiceScore, mean", lambda s: mean(s, "OveralDiceScore"), "{:.4f}"),
+        ("spider-masks: fused labels, total", lambda s: sum(c["FusedLabels"] for c in s.values()), "{:.0f}"),
+        ("spider-masks: stray components, total", lambda s: sum(c["StrayComponents"] for c in s.values()), "{:.0f}"),
+    ):
+        print(f"{label:48}" + "".join(f"{fmt.format(fn(report['masks'][v])):>22}" for v in versions))
     if "timing_s" in report:
         print(f"{'post-process s, synthetic T2-SPACE 120x640x512':48}" + "".join(f"{report['timing_s'][v]:>22.2f}" for v in versions))
     if args.json:
