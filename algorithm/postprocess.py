@@ -12,23 +12,27 @@ Steps (all on the bounding box of the foreground, scipy + cc3d only):
    order of geodesic distance, so posterior elements go to the body they hang on by the shortest path (a
    distance-map watershed instead hands the whole facet column to one body);
 4. vertebra pieces without a body (pedicles and facets cut off in lateral slices, arches cut
-   off in a midline slab) join the nearest vertebrae, cell by cell, when within ATTACH_MM or
-   behind the canal's front wall; other seedless pieces become vertebrae of their own;
-5. the spine column (`fit_column`): the chain of vertebrae and discs that touch each other
-   (within CONTACT_MM) is found; vertebrae and discs outside it are reassigned to the nearest
-   chain vertebra when they lie where posterior elements can be (behind the discs, at the
-   chain's height, near its midline) or within ATTACH_MM of it, and dropped otherwise (skin,
-   bowel, the border of the field of view); discs touching the same bodies are merged, two
-   short bodies without a disc between them are merged, and a body much taller than its
-   neighbours is cut at its narrowest level;
-6. canal components of at least CANAL_FRACTION of the largest one become label 100;
+   off in a midline slab) join the nearest vertebrae, cell by cell, when within ATTACH_MM, or
+   behind the canal's front wall and within POSTERIOR_MM; other seedless pieces become
+   vertebrae of their own;
+5. the spine column (`fit_column`, all decisions in mm): discs and vertebrae within CONTACT_MM
+   of each other are linked, and so are vertebrae touching the main canal; the chain is the
+   linked group with the most links, its discs the longest path of discs stacked along one
+   spine; from them (or from the canal) comes a band along the spine. Bodies in the band stay,
+   pieces touching the chain join it, pieces where posterior elements can be join the chain
+   body at their height, the rest (skin, bowel, the border of the field of view) is dropped;
+   chain vertebrae lose what hangs far in front of the band; disc pieces of one level merge,
+   pieces of one body merge, and a body much taller than the median is cut at its narrowest
+   level. A chain with fewer than MIN_LINKS links judges nothing;
+6. canal components of at least CANAL_FRACTION of the largest one become label 100; pieces of
+   a structure below the minimum volume left by the splitting are removed;
 7. numbering bottom-up: vertebra 1 is the lowest, disc 200+k lies directly below vertebra k;
    with `config.partial_vertebrae`, a vertebra cut by the superior or inferior edge of the field
    of view becomes 100+k (SPIDER's scheme; off by default, as every released mask seen here
    labels such vertebrae 1-25).
 
-`postprocess(..., log=[])` appends one record per action (dropped, reassigned, merged, split,
-partial) to the list, for the QC JSON.
+`postprocess(..., log=[])` appends one record per action (dropped, trimmed, reassigned, merged,
+split, partial) to the list, for the QC JSON.
 """
 
 from __future__ import annotations
