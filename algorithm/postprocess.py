@@ -482,10 +482,10 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     component ids and the LUT that maps them to discs (crop arrays) -> (cleaned vertebra ids, new disc LUT);
     records appended.
 
-    Discs and vertebrae linked by contact (a vertebra within CONTACT_MM of a disc) form groups; the
-    chain is the group with the most links body-disc-body (discs at least DISC_DEPTH_MM deep), then
-    the most disc depth, then nearness to the canal; groups in line with it (a gap in the chain) join
-    it, nearest first. Without any link nothing can be judged and everything is kept.
+    Discs and vertebrae linked by contact (a vertebra within CONTACT_MM of a disc; vertebrae touching
+    the main canal are linked through it) form groups; the chain is the group with the most links
+    (see _groups); groups continuing it across a gap join it, nearest first; its discs are then those
+    on one spine (_in_line). With fewer than MIN_LINKS links nothing is judged and everything is kept.
     """
     sp = np.asarray(spacing)
     factors = coarse_factors(spacing)
