@@ -263,8 +263,9 @@ def _disc_plane(points: np.ndarray) -> DiscPlane:
     """Fit a plate to disc voxel positions (N, 3) in mm."""
     centre = points.mean(axis=0)
     rel = points - centre
-    _, vectors = np.linalg.eigh(rel.T @ rel)  # ascending: the thinnest direction is the normal
-    normal = vectors[:, 0]
+    flat = np.ptp(points[:, 0]) == 0  # a disc seen in one sagittal slice: its normal lies in that slice
+    _, vectors = np.linalg.eigh((rel.T @ rel)[1:, 1:] if flat else rel.T @ rel)  # ascending: the thinnest direction
+    normal = np.concatenate([[0.0], vectors[:, 0]]) if flat else vectors[:, 0]
     return DiscPlane(centre, normal, float(np.sqrt(((rel**2).sum(axis=1) - (rel @ normal) ** 2).max())))
 
 
@@ -495,7 +496,7 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     contacts = _contacts(cv, cd, dparts, factors, coarse_mm)
     canal_c = _main_canal(_sample(canal, factors, cv.shape), coarse_mm)
     near_canal = _near_canal(cd, canal_c, dparts, coarse_mm)
-    on_canal = _on_canal(cv, canal_c, coarse_mm)
+    on_canal = _on_canal(cv, canal_c, vparts, coarse_mm)
     groups = _groups(contacts, dparts, near_canal, on_canal, sp)
     if not groups:
         return verts, disc_lut
@@ -539,6 +540,7 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
             continue  # a body in line with the column
         box = vparts.boxes[v]
         own = verts[box] == v
+        mm3 = float(own.sum() * np.prod(sp))
         dist, nearest = _nearest_chain(cv, is_chain, vparts.cells[v], np.nonzero(own), box, factors, coarse_mm)
         touching = float(dist.min()) <= ATTACH_MM
         if not touching and band.holds(vparts.centres[v], FRONT_MM, POSTERIOR_MM):
@@ -548,13 +550,13 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
             target = min(heights, key=lambda c: abs(heights[c] - upper), default=None)
             if target is not None and abs(heights[target] - upper) <= 0.75 * tall:
                 verts[box][own] = target
-                records.append(_record("reassigned", "vertebra", v, vparts, to=[int(target)], reason="posterior element at the height of a chain body"))
+                records.append(_record("reassigned", "vertebra", v, vparts, mm3, to=[int(target)], reason="posterior element at the height of a chain body"))
             continue
         verts[box][own] = nearest if touching else 0
         if touching:
-            records.append(_record("reassigned", "vertebra", v, vparts, to=sorted(int(t) for t in np.unique(nearest))))
+            records.append(_record("reassigned", "vertebra", v, vparts, mm3, to=sorted(int(t) for t in np.unique(nearest))))
         else:
-            records.append(_record("dropped", "vertebra", v, vparts, reason="off the spine column"))
+            records.append(_record("dropped", "vertebra", v, vparts, mm3, reason="off the spine column"))
     # other discs: in line with the column they stay, unless smaller than and below the lowest body's own disc
     d_lut = np.arange(int(disc_lut.max(initial=0)) + 1, dtype=np.int64)
     lowest_body = max((vparts.centres[v][1] for v in bodies), default=np.inf)
@@ -695,16 +697,24 @@ def _main_canal(canal: np.ndarray, coarse_mm: np.ndarray) -> np.ndarray:
     return main if (rows[-1] - rows[0] + 1) * coarse_mm[1] >= CANAL_LENGTH_MM else np.zeros_like(canal)
 
 
-def _on_canal(cv: np.ndarray, canal: np.ndarray, coarse_mm: np.ndarray) -> set:
-    """Vertebra ids with cells within CONTACT_MM of the canal."""
+def _on_canal(cv: np.ndarray, canal: np.ndarray, vparts: _Parts, coarse_mm: np.ndarray) -> set:
+    """Vertebra ids with cells within CONTACT_MM of the canal and their centre in front of it (bodies,
+    not the arches behind it)."""
     box = _bbox(canal)
     if box is None:
         return set()
+    profile = canal.any(axis=0)
+    rows = np.flatnonzero(profile.any(axis=1))
+    middle = np.array([np.flatnonzero(profile[r]).mean() for r in rows])
+
+    def in_front(v: int) -> bool:
+        return vparts.centres[v][2] < (np.interp(vparts.centres[v][1] / coarse_mm[1] - 0.5, rows, middle) + 0.5) * coarse_mm[2]
+
     reach = [int(math.ceil(CONTACT_MM / c)) + 1 for c in coarse_mm]
     box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, canal.shape))
     near = ndi.distance_transform_edt(~canal[box], sampling=coarse_mm) <= CONTACT_MM
     ids, counts = np.unique(cv[box][near], return_counts=True)
-    return {int(i) for i, n in zip(ids, counts) if i and n >= 2}
+    return {int(i) for i, n in zip(ids, counts) if i and n >= 2 and in_front(int(i))}
 
 
 def _near_canal(cd: np.ndarray, canal: np.ndarray, dparts: _Parts, coarse_mm: np.ndarray) -> set:
@@ -887,8 +897,10 @@ def _mark_partial(labels: np.ndarray, box: tuple[slice, ...], rows: int, records
             records.append({"action": "partial", "class": "vertebra", "label": int(PARTIAL_OFFSET + value), "reason": "cut by the " + ("superior" if edge == 0 else "inferior") + " edge of the field of view"})
 
 
-def _record(action: str, kind: str, ident: int, parts: _Parts, **extra) -> dict:
-    return {"action": action, "class": kind, "id": int(ident), "volume_ml": round(float(parts.sizes[ident]) / 1000, 3),
+def _record(action: str, kind: str, ident: int, parts: _Parts, mm3: float | None = None, **extra) -> dict:
+    """A record of an action on a piece; its volume from the coarse grid unless ``mm3`` is given."""
+    volume = float(parts.sizes[ident]) if mm3 is None else mm3
+    return {"action": action, "class": kind, "id": int(ident), "volume_ml": round(volume / 1000, 3),
             "centre_mm": [round(float(c), 1) for c in parts.centres[ident]], **extra}
 
 

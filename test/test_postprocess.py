@@ -180,8 +180,10 @@ def test_blob_in_soft_tissue_is_removed_and_recorded():
     out = postprocess(classes, SPACING, Config(), log)
     assert vertebra_labels(out) == [1, 2, 3, 4]
     assert not out[4:12, 60:80, 0:6].any() and not out[4:12, 20:40, 170:175].any()
-    dropped = [r for r in log if r["action"] == "dropped" and r["class"] == "vertebra"]
-    assert len(dropped) == 2 and all(r["volume_ml"] > 0 and len(r["centre_mm"]) == 3 for r in dropped)
+    dropped = sorted((r for r in log if r["action"] == "dropped" and r["class"] == "vertebra"), key=lambda r: r["centre_mm"][2])
+    assert len(dropped) == 2
+    for record, centre, ml in zip(dropped, ((15.0, 69.5, 2.5), (15.0, 29.5, 172.0)), (8 * 20 * 6 * 2 / 1000, 8 * 20 * 5 * 2 / 1000)):
+        assert np.allclose(record["centre_mm"], centre, atol=2.0) and abs(record["volume_ml"] - ml) < 0.3 * ml
 
 
 def test_fused_bodies_are_split_at_their_disc():
@@ -243,3 +245,16 @@ def test_max3_matches_scipy_maximum_filter(axes):
     array = np.random.default_rng(0).integers(0, 9, (7, 11, 13), dtype=np.uint8)
     expected = ndi.maximum_filter(array, size=tuple(3 if a in axes else 1 for a in range(3)))
     np.testing.assert_array_equal(_max3(array, axes), expected)
+
+
+@pytest.mark.parametrize("canal", [True, False], ids=["with canal", "lateral, no canal"])
+def test_one_slice_volume_keeps_the_chain_and_drops_a_blob(canal):
+    classes, expected = spine()
+    classes = np.ascontiguousarray(np.pad(classes, ((0, 0), (0, 0), (30, 0)))[7:8])  # one sagittal slice, 2 mm thick
+    if not canal:
+        classes[classes == CANAL] = 0
+    classes[0, 60:80, 0:6] = VERTEBRA  # bowel 30 mm in front of the bodies
+    out = run(classes, spacing=(4.0, 1.0, 1.0))
+    assert vertebra_labels(out) == [1, 2, 3, 4]
+    assert not out[0, 60:80, 0:6].any()
+    assert sorted(int(v) for v in np.unique(out) if v > 200) == [201, 202, 203, 204]
