@@ -61,7 +61,8 @@ CONTACT_MM = 5.0  # a vertebra this close to a disc touches it (one link of the 
 FRONT_MM = 5.0  # kept vertebra pieces lie at most this far in front of the discs' front line ...
 POSTERIOR_MM = 65.0  # ... and at most this far behind their back line (spinous process tips)
 LATERAL_MM = 50.0  # ... and this far to either side of the chain's midline (transverse processes)
-LEVEL_MM = 15.0  # ... and this far above or below the chain's ends
+LEVEL_MM = 30.0  # ... and this far above or below the chain's ends (one more vertebra)
+CONE = 0.5  # beyond the chain's end discs, the band widens by this many mm per mm (up to LINE_MM)
 CANAL_MM = 15.0  # the chain's discs lie this close to the canal (where there is one)
 DISC_DEPTH_MM = 12.0  # a disc of the chain is at least this deep (anterior-posterior); skin strips are thinner
 JOIN_MM = 10.0  # a group joins the chain if its discs lie within this margin of the chain's band
@@ -584,7 +585,7 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     verts, merged = _merge_and_split_bodies(verts, vparts, {d: contacts[d] for d in deep}, chain_v, band, sp, records)
     for d in dparts.present():  # a disc piece between two bodies now merged lies inside a body
         above, below = ({merged.get(v, v) for v in side} for side in contacts[d])
-        if above & below and d_lut[d]:
+        if above & below and not contacts[d][0] & contacts[d][1] and d_lut[d]:
             d_lut[d] = 0
             records.append(_record("dropped", "disc", int(d), dparts, reason="inside a body (between two pieces merged into one)"))
     disc_lut = d_lut.astype(disc_lut.dtype)[disc_lut]
@@ -626,13 +627,12 @@ class _Band:
         return cls((rows + 0.5) * coarse_mm[1], wall - BODY_DEPTH_MM, wall, midline, top, bottom)
 
     def line(self, values: np.ndarray, row: np.ndarray) -> np.ndarray:
-        """A line (front or back) at rows in mm: interpolated between discs, extrapolated straight beyond the end ones."""
-        out = np.interp(row, self.rows, values)
-        if len(self.rows) > 1:  # beyond the ends, along the line through the two end discs
-            first = (values[1] - values[0]) / max(self.rows[1] - self.rows[0], 1e-6)
-            last = (values[-1] - values[-2]) / max(self.rows[-1] - self.rows[-2], 1e-6)
-            out = out + first * np.minimum(row - self.rows[0], 0) + last * np.maximum(row - self.rows[-1], 0)
-        return out
+        """A line (front or back) at rows in mm: interpolated between discs, level beyond the end ones."""
+        return np.interp(row, self.rows, values)
+
+    def slack(self, row):
+        """How far the spine may have turned front or back at rows (mm) beyond the chain's end discs (mm)."""
+        return np.minimum(LINE_MM, CONE * np.maximum(np.maximum(self.rows[0] - row, row - self.rows[-1]), 0.0))
 
     def holds(self, point: np.ndarray, ahead: float, behind: float, level: bool = True) -> bool:
         """True if a point (mm) lies at the chain's height (LEVEL_MM margin; any height without ``level``),
@@ -641,7 +641,8 @@ class _Band:
             return False
         if abs(point[0] - self.midline) > LATERAL_MM:
             return False
-        return self.line(self.front, point[1]) - ahead <= point[2] <= self.line(self.back, point[1]) + behind
+        slack = self.slack(point[1])
+        return self.line(self.front, point[1]) - ahead - slack <= point[2] <= self.line(self.back, point[1]) + behind + slack
 
 
 def _sample(array: np.ndarray, factors: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
@@ -757,7 +758,8 @@ def _trim(verts: np.ndarray, v: int, vparts: _Parts, band: "_Band", sp: np.ndarr
     box = vparts.boxes[v]
     rows = np.arange(box[1].start, box[1].stop) * sp[1]
     depth = np.arange(box[2].start, box[2].stop) * sp[2]
-    outside = (depth[None, :] < band.line(band.front, rows)[:, None] - TRIM_MM) | (depth[None, :] > band.line(band.back, rows)[:, None] + POSTERIOR_MM)
+    slack = band.slack(rows)[:, None]
+    outside = (depth[None, :] < band.line(band.front, rows)[:, None] - TRIM_MM - slack) | (depth[None, :] > band.line(band.back, rows)[:, None] + POSTERIOR_MM + slack)
     if outside.any():
         cut = (verts[box] == v) & outside[None]
         if cut.any():
@@ -819,14 +821,15 @@ def _merge_and_split_bodies(verts: np.ndarray, vparts: _Parts, contacts: dict, c
         (pa, fa), (pb, fb) = profiles[a], profiles[b]
         return (max(fa + len(pa), fb + len(pb)) - min(fa, fb)) * sp[1]
 
+    between = {frozenset((a, b)) for above, below in contacts.values() for a in above for b in below}
     for side in (s for pair in contacts.values() for s in pair if len(s) > 1):
         host = max(side, key=lambda v: (vparts.sizes[v], -v))
         for v in side - {host}:
-            if lut[v] == v and lut[host] == host and v in heights and host in heights and span(v, host) <= SAME_BODY_RATIO * median:
+            if (lut[v] == v and lut[host] == host and v in heights and host in heights and frozenset((v, host)) not in between
+                    and span(v, host) <= SAME_BODY_RATIO * median):
                 lut[v] = host
                 merged |= {v, host}
                 records.append({"action": "merged", "class": "vertebra", "id": int(v), "into": int(host), "reason": "two pieces of one body touching one disc from the same side"})
-    between = {frozenset((a, b)) for above, below in contacts.values() for a in above for b in below}
     ordered = sorted((v for v in heights if lut[v] == v), key=lambda v: profiles[v][1])
     for upper, lower in zip(ordered, ordered[1:]):
         if upper in merged or frozenset((upper, lower)) in between:
