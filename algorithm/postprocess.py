@@ -534,10 +534,8 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     tall = float(np.median([len(profile) for profile, _ in profiles.values() if len(profile)] or [0])) * sp[1]
     is_chain = np.zeros(int(cv.max()) + 1, dtype=bool)
     is_chain[list(chain_v)] = True
-    bodies = set(chain_v)
     for v in (int(v) for v in vparts.present() if v not in chain_v):
         if band.holds(vparts.centres[v], FRONT_MM, 0.0) and vparts.sizes[v] >= 0.25 * median_mm3:
-            bodies.add(v)
             continue  # a body in line with the column
         box = vparts.boxes[v]
         own = verts[box] == v
@@ -558,19 +556,12 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
             records.append(_record("reassigned", "vertebra", v, vparts, mm3, to=sorted(int(t) for t in np.unique(nearest))))
         else:
             records.append(_record("dropped", "vertebra", v, vparts, mm3, reason="off the spine column"))
-    # other discs: in line with the column they stay, unless smaller than and below the lowest body's own disc
+    # other discs: in line with the column they stay
     d_lut = np.arange(int(disc_lut.max(initial=0)) + 1, dtype=np.int64)
-    lowest_body = max((vparts.centres[v][1] for v in bodies), default=np.inf)
-    own = max((d for d in chain_d if dparts.centres[d][1] > lowest_body), key=lambda d: dparts.sizes[d], default=None)  # its disc
     for d in dparts.present():
-        if d in chain_d:
-            continue
-        if not band.holds(dparts.centres[d], JOIN_MM, JOIN_MM, level=False):
+        if d not in chain_d and not band.holds(dparts.centres[d], JOIN_MM, JOIN_MM, level=False):
             d_lut[d] = 0
             records.append(_record("dropped", "disc", int(d), dparts, reason="off the spine column"))
-        elif own is not None and dparts.centres[d][1] > dparts.centres[own][1] and dparts.sizes[d] < dparts.sizes[own]:
-            d_lut[d] = 0
-            records.append(_record("dropped", "disc", int(d), dparts, reason="below the lowest vertebra's disc and smaller, touching none (sacrum)"))
     # discs touching the same bodies on the same sides, at the same height, are one disc
     sides: dict[tuple, int] = {}
     for d in sorted(chain_d, key=lambda d: -dparts.sizes[d]):
