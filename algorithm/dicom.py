@@ -28,7 +28,7 @@ NAME_CHARS = 60
 
 # DICOM tags read from each slice's header
 POSITION, ORIENTATION, ROWS, COLUMNS = "0020|0032", "0020|0037", "0028|0010", "0028|0011"
-IMAGE_TYPE, DESCRIPTION, NUMBER = "0008|0008", "0008|103e", "0020|0011"
+IMAGE_TYPE, DESCRIPTION, NUMBER, FRAMES = "0008|0008", "0008|103e", "0020|0011", "0028|0008"
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,13 @@ class Slice:
     size: tuple[int, int]  # columns, rows
     image_type: str
     title: str  # SeriesNumber_SeriesDescription
+    frames: int = 1  # NumberOfFrames: more than 1 in an enhanced (multi-frame) file
 
 
 @dataclass(frozen=True)
 class DicomSeries:
-    """One DICOM series: its files' headers, in no particular order, and a file-safe name."""
+    """One DICOM series: the folder holding its files, their headers in no particular order, and
+    a file-safe name."""
 
     folder: Path
     uid: str
@@ -56,17 +58,19 @@ class DicomSeries:
     ignored: tuple[str, ...] = ()  # files beside the series that were not read as DICOM
 
     def __str__(self) -> str:
-        return f"{self.folder / self.name} (DICOM series, {len(self.slices)} files)"
+        return f"{self.folder}: DICOM series {self.name} ({len(self.slices)} files)"
 
     def skip_reason(self) -> str | None:
         """Why this series is not a sagittal volume to segment, or None if it is one.
 
-        A series with mixed orientations is not skipped: it is broken, and read() says why.
+        A series with mixed orientations or multi-frame files is not skipped: read() says what is wrong.
         """
         if not self.slices:
             return None
         if any("LOCALIZER" in s.image_type.upper() for s in self.slices):
             return "localiser (ImageType LOCALIZER)"
+        if any(s.frames > 1 for s in self.slices):
+            return None
         if len(self.slices) < MIN_SERIES_SLICES:
             return f"{len(self.slices)} slice{'s' * (len(self.slices) != 1)}, not a volume"
         normals = [np.cross(s.row, s.column) for s in self.slices]
@@ -104,6 +108,10 @@ class DicomSeries:
         not one stack of parallel, equally sized slices at an even step."""
         first = self.slices[0]
         normal = np.cross(first.row, first.column)
+        multi = next((s for s in self.slices if s.frames > 1), None)
+        if multi:
+            raise InputError(f"{self}: {multi.path.name} is a multi-frame (enhanced) DICOM file with {multi.frames} frames; "
+                             "only one slice per file is read (convert it, e.g. with dcm2niix, and segment the .nii.gz)")
         if any(np.abs(s.row - first.row).max() > NORMAL_TOL or np.abs(s.column - first.column).max() > NORMAL_TOL for s in self.slices):
             kinds = sorted({slice_plane(np.cross(s.row, s.column)) for s in self.slices})
             raise InputError(f"{self}: mixed slice orientations ({', '.join(kinds)}) in one series")
@@ -153,10 +161,10 @@ def find_series(folder: Path) -> list[DicomSeries]:
                 except ValueError as err:
                     unreadable.append(f"{Path(f).name}: {err}")
             name = next((s.title for s in slices if s.title), "") or _safe(uid) or "series"
-            found.append((uid, name, tuple(slices), tuple(unreadable), ignored))
-    titles = [name for _, name, *_ in found]
-    series = [DicomSeries(folder, uid, f"{name}_{_safe(uid)[-12:]}" if titles.count(name) > 1 else name, slices, unreadable, ignored)
-              for uid, name, slices, unreadable, ignored in found]
+            found.append((Path(root), uid, name, tuple(slices), tuple(unreadable), ignored))
+    titles = [name for _, _, name, *_ in found]
+    series = [DicomSeries(root, uid, f"{name}_{_safe(uid)[-12:]}" if titles.count(name) > 1 else name, slices, unreadable, ignored)
+              for root, uid, name, slices, unreadable, ignored in found]
     return sorted(series, key=lambda s: s.name)
 
 
@@ -179,7 +187,8 @@ def _header(path: Path) -> Slice:
         raise ValueError(f"invalid ImageOrientationPatient {tag(ORIENTATION)!r}")
     size = tuple(int(_numbers(tag(key), 1, name)[0]) for key, name in ((COLUMNS, "Columns"), (ROWS, "Rows")))
     title = _safe("_".join(v for v in (tag(NUMBER), tag(DESCRIPTION)) if v))
-    return Slice(path, position, row / np.linalg.norm(row), column / np.linalg.norm(column), size, tag(IMAGE_TYPE), title)
+    frames = int(_numbers(tag(FRAMES), 1, "NumberOfFrames")[0]) if tag(FRAMES) else 1
+    return Slice(path, position, row / np.linalg.norm(row), column / np.linalg.norm(column), size, tag(IMAGE_TYPE), title, frames)
 
 
 def _numbers(text: str, count: int, name: str) -> np.ndarray:

@@ -58,7 +58,6 @@ class Level:
     slice: int | None  # its mid-sagittal slice (canonical axis 0)
     heights: dict[str, Chord | None]  # anterior, middle, posterior
     canal: Chord | None = None  # discs only: canal AP diameter at this level
-    canal_slice: int | None = None
 
 
 def measure(labels: np.ndarray, spacing) -> list[Level]:
@@ -78,7 +77,6 @@ def measure(labels: np.ndarray, spacing) -> list[Level]:
 
 def _measure_one(labels, spacing, value: int, box, canal_box) -> Level:
     structure = "vertebra" if is_vertebra(value) else "disc"
-    empty = Level(value, structure, None, dict.fromkeys(HEIGHTS))
     s = _mid_slice(labels[box] == value, box[0].start)
     rows = box[1]
     piece = labels[s, rows] == value
@@ -110,7 +108,7 @@ def _measure_one(labels, spacing, value: int, box, canal_box) -> Level:
     cs = _mid_slice(near, canal_box[0].start)
     far = float(np.hypot(*(np.array(labels.shape[1:]) * spacing[1:])))
     canal = _chord(labels[cs] == CANAL_LABEL, spacing, centre, u, 0.0, far, first=True)
-    return Level(value, structure, s, heights, canal, cs if canal else None)
+    return Level(value, structure, s, heights, canal)
 
 
 def _mid_slice(crop: np.ndarray, start: int) -> int:

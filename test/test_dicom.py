@@ -142,6 +142,15 @@ def break_unreadable(files: list[Path], tmp: Path) -> None:
     files[5].write_bytes(data[: len(data) - 2000])
 
 
+def break_multiframe(files: list[Path], tmp: Path) -> None:
+    """Declare 12 frames in one file (an implicit-VR NumberOfFrames element before Rows), as an
+    enhanced multi-frame file would; SimpleITK writes only single-frame files."""
+    data = files[1].read_bytes()
+    rows = data.find(b"\x28\x00\x10\x00\x02\x00\x00\x00")
+    assert rows > 0
+    files[1].write_bytes(data[:rows] + b"\x28\x00\x08\x00\x02\x00\x00\x0012" + data[rows:])
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -150,6 +159,7 @@ def break_unreadable(files: list[Path], tmp: Path) -> None:
         (break_duplicate, "two slices at the same position"),
         (break_mixed, "mixed slice orientations (axial, sagittal)"),
         (break_unreadable, "(not readable as DICOM beside it: 006-0006.dcm)"),
+        (break_multiframe, "006-0002.dcm is a multi-frame (enhanced) DICOM file with 12 frames"),
     ],
 )
 def test_broken_series_one_line_nothing_written_others_still_run(tmp_path, tiny_model_dir, caplog, damage, message):
