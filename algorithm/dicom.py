@@ -25,6 +25,7 @@ STEP_RTOL = 0.01  # allowed deviation of one step between slices from the median
 POSITION_TOL_MM = 0.01  # allowed in-plane drift of slice positions (rounding in the headers)
 MIN_SERIES_SLICES = 3  # fewer slices than this are a localiser or a single image, not a volume
 NAME_CHARS = 60
+LOCALISER_WORDS = re.compile(r"(?:^|[_-])(?:loc|scout|survey|3_?pl)", re.IGNORECASE)  # in SeriesNumber_SeriesDescription
 
 # DICOM tags read from each slice's header
 POSITION, ORIENTATION, ROWS, COLUMNS = "0020|0032", "0020|0037", "0028|0010", "0028|0011"
@@ -69,6 +70,8 @@ class DicomSeries:
             return None
         if any("LOCALIZER" in s.image_type.upper() for s in self.slices):
             return "localiser (ImageType LOCALIZER)"
+        if LOCALISER_WORDS.search(self.slices[0].title):
+            return f"localiser (series description {self.slices[0].title!r})"
         if any(s.frames > 1 for s in self.slices):
             return None
         if len(self.slices) < MIN_SERIES_SLICES:

@@ -85,9 +85,9 @@ def _measure_one(labels, spacing, value: int, box, canal_box) -> Level:
     piece = _largest(piece)
     if piece.sum() * spacing[1] * spacing[2] < MIN_AREA_MM2:
         return Level(value, structure, s, dict.fromkeys(HEIGHTS))
-    points = (np.argwhere(piece) + (rows.start, 0)) * spacing[1:]
     if _touches_edge(piece, rows, labels.shape[1]):
         return Level(value, structure, s, dict.fromkeys(HEIGHTS))
+    points = (np.argwhere(piece) + (rows.start, 0)) * spacing[1:]
     centre, u, v = _axes(points)
     mask = np.zeros(labels.shape[1:], bool)
     mask[rows] = piece

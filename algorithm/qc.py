@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from algorithm.labels import CANAL_LABEL, is_disc, is_vertebra
+
+if TYPE_CHECKING:
+    from algorithm.measure import Level
 
 PANELS = 3  # sagittal slices shown, centred on the labelled slab
 MIN_TEXT_PIXELS = 20  # a structure needs this many pixels in a slice to get its number written
@@ -71,7 +75,7 @@ def _colours(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _plot(volume: np.ndarray, labels: np.ndarray, spacing, path: Path, title: str, levels=()) -> None:
+def _plot(volume: np.ndarray, labels: np.ndarray, spacing, path: Path, title: str, levels: Sequence[Level] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,7 +122,7 @@ def _plot(volume: np.ndarray, labels: np.ndarray, spacing, path: Path, title: st
 MEASURE_COLOURS = {"vertebra": "cyan", "disc": "magenta", "canal": "yellow"}
 
 
-def _draw_measurements(ax, levels, spacing, outline) -> None:
+def _draw_measurements(ax, levels: Sequence[Level], spacing, outline) -> None:
     """Each measured chord as a line (pixel centres lie half a pixel into the mm extent); the
     middle height of each structure written in front of it, the canal diameter behind the canal."""
     shift = np.array([spacing[1], spacing[2]]) / 2

@@ -71,7 +71,8 @@ def test_folder_of_series_segments_sagittal_skips_others(tmp_path, tiny_model_di
     write_dicom_series(lps, tmp_path / "in" / "study" / "s3", 3, "T2 sag")
     write_dicom_series(pir, tmp_path / "in" / "study" / "s5", 5, "T1 sag")
     write_dicom_series(lps, tmp_path / "in" / "study" / "s4", 4, "T2 ax", axis=2)
-    write_dicom_series(lps[:, :, :3], tmp_path / "in" / "study" / "s1", 1, "survey", axis=2, image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+    write_dicom_series(lps[:, :, :3], tmp_path / "in" / "study" / "s1", 1, "t", axis=2, image_type="ORIGINAL\\PRIMARY\\LOCALIZER")
+    write_dicom_series(lps[:4], tmp_path / "in" / "study" / "s2", 2, "AAHead_Scout")  # sagittal, but a scout by name
     assert segment(tmp_path / "in", tmp_path / "out", tiny_model_dir, "--format", "nii.gz") == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["3_T2_sag.nii.gz", "5_T1_sag.nii.gz"]
     for name, image in (("3_T2_sag", lps), ("5_T1_sag", pir)):
@@ -79,7 +80,8 @@ def test_folder_of_series_segments_sagittal_skips_others(tmp_path, tiny_model_di
         assert same_grid(out, as_stack(image)) and out.GetPixelID() == sitk.sitkInt16
     skipped = errors(caplog, "WARNING")
     assert any("4_T2_ax" in w and "axial" in w for w in skipped), skipped
-    assert any("1_survey" in w and "localiser" in w for w in skipped), skipped
+    assert any("1_t" in w and "localiser (ImageType LOCALIZER)" in w for w in skipped), skipped
+    assert any("2_AAHead_Scout" in w and "localiser (series description" in w for w in skipped), skipped
     assert not errors(caplog)
 
 
