@@ -93,11 +93,15 @@ class DicomSeries:
         ordered, step = self._stack()
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames([str(s.path) for s in ordered])
+        warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)  # spacing is checked above, to the tolerance set here
         try:
             image = reader.Execute()
             array = sitk.GetArrayViewFromImage(image)
         except RuntimeError as err:
             raise InputError(f"{self}: cannot read pixel data ({_reason(err)})") from None
+        finally:
+            sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
         first = ordered[0]
         in_plane = image.GetSpacing()[:2]
         image.SetOrigin(tuple(float(v) for v in first.position))
