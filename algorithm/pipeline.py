@@ -14,6 +14,7 @@ import numpy as np
 
 from algorithm.backends import Backend, load_backend
 from algorithm.config import Config
+from algorithm.dicom import DicomSeries
 from algorithm.geometry import orientation
 from algorithm.io import read_image, write_image
 from algorithm.preprocess import context_slices, pad_to_multiple, preprocess, resample_inplane
@@ -101,13 +102,14 @@ def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segm
         return postprocess(classes, spacing, segmenter.config).astype(np.int16, copy=False)
 
 
-def segment_file(in_path: str | Path, out_path: str | Path, segmenter: Segmenter, qc_dir: str | Path | None = None, progress: bool = False) -> dict[str, float]:
-    """Segment one volume file and write the instance mask on the input's grid; return stage timings."""
+def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmenter: Segmenter, qc_dir: str | Path | None = None, progress: bool = False) -> dict[str, float]:
+    """Segment one volume file or DICOM series and write the instance mask on the input's grid;
+    return stage timings."""
     import SimpleITK as sitk
 
     timer = Timer()
     with timer.stage("read"):
-        image = read_image(in_path)
+        image = in_path.read() if isinstance(in_path, DicomSeries) else read_image(in_path)
         orient = orientation(image.GetDirection(), image.GetSpacing())
         volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
     labels = segment_volume(volume, orient.spacing, segmenter, timer, progress)
