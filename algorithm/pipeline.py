@@ -5,6 +5,7 @@ Every entry point (CLI, container, training validation, benchmark) goes through 
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from algorithm.preprocess import context_slices, pad_to_multiple, preprocess, re
 
 STAGES = ("read", "preprocess", "predict", "postprocess", "write")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "resources" / "model"
+
+log = logging.getLogger("algorithm")
 
 
 @dataclass
@@ -114,7 +117,16 @@ def segment_file(in_path: str | Path, out_path: str | Path, segmenter: Segmenter
     with timer.stage("write"):
         write_image(orient.from_canonical(labels), image, out_path)
     if qc_dir is not None:
-        from algorithm.qc import write_qc
-
-        write_qc(volume, labels, orient.spacing, Path(qc_dir), Path(out_path).name.split(".")[0])
+        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path))
     return timer.seconds
+
+
+def write_qc_or_warn(volume: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], qc_dir: Path, out_path: Path) -> None:
+    """QC picture and volumes of a mask already written: a failure here is a warning, the
+    segmentation itself succeeded."""
+    from algorithm.qc import write_qc
+
+    try:
+        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0])
+    except Exception as err:  # QC is an extra: never fail a case whose mask is written
+        log.warning("%s: QC output failed (%s: %s); the mask was written", out_path.name, type(err).__name__, str(err).splitlines()[0] if str(err) else "")

@@ -119,3 +119,18 @@ def test_onnx_runtime_path_never_imports_torch(tmp_path, tiny_model_dir):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "onnxruntime-cpu" in proc.stderr
+
+
+def test_qc_failure_after_the_mask_is_a_warning(tmp_path, tiny_model_dir, monkeypatch, caplog):
+    from algorithm import qc
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(qc, "write_qc", broken)
+    src = volume(tmp_path / "in" / "a.mha")
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "--qc"]) == 0
+    assert same_grid(sitk.ReadImage(str(tmp_path / "out" / "a.mha")), sitk.ReadImage(str(src)))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("QC output failed" in w and "disk full" in w and "the mask was written" in w for w in warnings)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
