@@ -39,7 +39,7 @@ class Configuration:
 
     backend: str
     device: str
-    precision: str  # "fp32"/"fp16" for PyTorch; ONNX Runtime runs the FP32 graph, TensorRT its engine
+    precision: str  # "fp32"/"fp16" for PyTorch; ONNX Runtime: FP32 graph on CPU, FP16 graph on CUDA; TensorRT: its engine
 
     @property
     def label(self) -> str:
@@ -64,7 +64,7 @@ def configurations(backends: list[str], devices: list[str], precisions: list[str
             if backend == "torch":
                 out += [Configuration(backend, device, p) for p in precisions]
             elif backend == "onnxruntime":
-                out.append(Configuration(backend, device, "fp32"))
+                out.append(Configuration(backend, device, "fp16" if device == "cuda" else "fp32"))
             else:
                 out.append(Configuration(backend, device, "engine"))
     return out
@@ -214,6 +214,8 @@ def measure(model_dir: str, config: Configuration, volume: str, repeats: int, wa
         segmenter = Segmenter.load(model_dir, config.backend, config.device)
     except BackendUnavailable as err:
         return {"skipped": str(err)}
+    if segmenter.backend.device != config.device:
+        return {"skipped": f"{config.backend} would run on the {segmenter.backend.device} ({segmenter.backend.name})"}
     _set_precision(segmenter.backend, config.precision)
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithm.backends import ONNX_NAME, WEIGHTS_NAME, BackendUnavailable
+from algorithm.backend_base import FP16_ONNX_NAME, ONNX_NAME, WEIGHTS_NAME, BackendUnavailable
 from algorithm.config import CONFIG_NAME, Config
 
 OPSET = 17
-FP16_ONNX_NAME = "model.fp16.onnx"  # FP16 graph with float32 I/O: what strongly typed TensorRT (>= 11) builds from
 ONNX_ATOL, ONNX_MIN_AGREEMENT = 1e-3, 0.9999  # FP32 ONNX Runtime vs PyTorch: max |logit diff|, same label
 FP16_ATOL, FP16_MIN_AGREEMENT = 0.25, 0.999  # FP16 graphs and engines vs FP32 ...
 FP16_MARGIN = 0.05  # ... counting labels only where the FP32 top-two logits are this far apart

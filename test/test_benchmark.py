@@ -66,7 +66,7 @@ def report(tiny_model_dir, tiny_volume):
 def test_configurations_vary_precision_for_torch_only():
     labels = [c.label for c in configurations(["torch", "onnxruntime", "tensorrt"], ["cpu", "cuda"], ["fp32", "fp16"])]
     assert labels == ["torch-cpu-fp32", "torch-cpu-fp16", "torch-cuda-fp32", "torch-cuda-fp16",
-                      "onnxruntime-cpu-fp32", "onnxruntime-cuda-fp32", "tensorrt-cpu-engine", "tensorrt-cuda-engine"]
+                      "onnxruntime-cpu-fp32", "onnxruntime-cuda-fp16", "tensorrt-cpu-engine", "tensorrt-cuda-engine"]
     assert precision_problem(Configuration("torch", "cpu", "fp16")) == "FP16 autocast runs on CUDA only"
     assert precision_problem(Configuration("torch", "cuda", "fp16")) is None
 
