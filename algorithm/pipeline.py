@@ -15,8 +15,8 @@ import numpy as np
 
 from algorithm.backends import Backend, load_backend
 from algorithm.config import Config
-from algorithm.geometry import orientation
-from algorithm.io import read_image, write_image
+from algorithm.geometry import non_sagittal_plane, orientation
+from algorithm.io import InputError, read_image, write_image
 from algorithm.preprocess import context_slices, pad_to_multiple, preprocess, resample_inplane
 
 STAGES = ("read", "preprocess", "predict", "postprocess", "write")
@@ -104,13 +104,25 @@ def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segm
         return postprocess(classes, spacing, segmenter.config).astype(np.int16, copy=False)
 
 
-def segment_file(in_path: str | Path, out_path: str | Path, segmenter: Segmenter, qc_dir: str | Path | None = None, progress: bool = False) -> dict[str, float]:
-    """Segment one volume file and write the instance mask on the input's grid; return stage timings."""
+def check_sagittal(image, path: str | Path) -> None:
+    """Raise InputError naming the plane of a series that is not sliced sagittally."""
+    plane = non_sagittal_plane(image.GetDirection(), image.GetSpacing())
+    if plane is not None:
+        raise InputError(f"{path}: {plane} series (spacing {tuple(round(s, 2) for s in image.GetSpacing())} mm); "
+                         "the model segments sagittal series (--allow-non-sagittal segments it anyway)")
+
+
+def segment_file(in_path: str | Path, out_path: str | Path, segmenter: Segmenter, qc_dir: str | Path | None = None, progress: bool = False,
+                 allow_non_sagittal: bool = False) -> dict[str, float]:
+    """Segment one volume file and write the instance mask on the input's grid; return stage timings.
+    An axial or coronal series is an InputError unless ``allow_non_sagittal``."""
     import SimpleITK as sitk
 
     timer = Timer()
     with timer.stage("read"):
         image = read_image(in_path)
+        if not allow_non_sagittal:
+            check_sagittal(image, in_path)
         orient = orientation(image.GetDirection(), image.GetSpacing())
         volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
     labels = segment_volume(volume, orient.spacing, segmenter, timer, progress)

@@ -134,3 +134,22 @@ def test_qc_failure_after_the_mask_is_a_warning(tmp_path, tiny_model_dir, monkey
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("QC output failed" in w and "disk full" in w and "the mask was written" in w for w in warnings)
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+PIR = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # ITK x posterior, y inferior, z right
+
+
+@pytest.mark.parametrize("size, spacing, direction, plane", [
+    ((48, 56, 12), (0.7, 0.7, 4.0), None, "axial"),  # LPS, thick slices along z (superior)
+    ((48, 12, 56), (0.7, 4.0, 0.7), None, "coronal"),  # LPS, thick slices along y (posterior)
+    ((48, 12, 56), (0.7, 4.0, 0.7), PIR, "axial"),  # PIR, thick slices along y (inferior)
+    ((12, 48, 56), (4.0, 0.7, 0.7), PIR, "coronal"),  # PIR, thick slices along x (posterior)
+])
+def test_non_sagittal_series_is_refused_unless_allowed(tmp_path, tiny_model_dir, caplog, size, spacing, direction, plane):
+    src = volume(tmp_path / "in" / "a.mha", size=size, spacing=spacing, direction=direction)
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]) == 1
+    assert not (tmp_path / "out" / "a.mha").exists()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "a.mha" in r.getMessage()]
+    assert len(errors) == 1 and f"{plane} series" in errors[0] and "--allow-non-sagittal" in errors[0] and "\n" not in errors[0]
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "--allow-non-sagittal"]) == 0
+    assert same_grid(sitk.ReadImage(str(tmp_path / "out" / "a.mha")), sitk.ReadImage(str(src)))
