@@ -2,10 +2,10 @@
 #   make demo   install into .venv, then segment the sample cases in test/cases into out/ (with QC pictures)
 #   make test   install into .venv, then run the test suite
 # What gets installed (README "Install"):
-#   TORCH   PyTorch build: cpu (default) or a CUDA tag of PyTorch's wheel index, e.g. cu126
+#   TORCH   PyTorch build: cpu (default) or a CUDA tag of PyTorch's wheel index, e.g. cu130
 #   EXTRAS  the project's extras: dev (default: ONNX Runtime for the CPU, torch, training and test tools);
 #           on a GPU machine gpu,train,test (onnxruntime-gpu instead of onnxruntime)
-#   e.g.    make test TORCH=cu126 EXTRAS=gpu,train,test
+#   e.g.    make test TORCH=cu130 EXTRAS=gpu,train,test
 # A torch wheel of that build that pip finds without an index (a local wheel folder in pip's
 # find-links) is used first; otherwise it comes from PyTorch's index, TORCH_INDEX.
 

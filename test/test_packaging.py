@@ -57,8 +57,8 @@ def test_makefile_chooses_torch_build_and_extras():
     default = _make_install()
     assert f'"torch=={version}+cpu"' in default and '"https://download.pytorch.org/whl/cpu"' in default
     assert '-e ".[dev]"' in default
-    gpu = _make_install("TORCH=cu126", "EXTRAS=gpu,train,test")
-    assert f'"torch=={version}+cu126"' in gpu and '"https://download.pytorch.org/whl/cu126"' in gpu
+    gpu = _make_install("TORCH=cu130", "EXTRAS=gpu,train,test")
+    assert f'"torch=={version}+cu130"' in gpu and '"https://download.pytorch.org/whl/cu130"' in gpu
     assert '-e ".[gpu,train,test]"' in gpu and "+cpu" not in gpu
 
 
