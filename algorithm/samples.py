@@ -90,7 +90,9 @@ SOURCE_NOTE = """# Source and licence of this sample case
 files `images/{name}.mha` and `masks/{name}.mha` of the SPIDER lumbar spine MRI dataset, copied byte
 for byte from this project's `../shared/data/{folder}` (see its README: central sagittal slab of a
 T2-SPACE series, rescaled to 8 bits by an earlier redistribution; the mask is the original SPIDER
-instance mask). It is a validation case: the bundled model was not trained on it.
+instance mask). It belongs to the validation subset of that folder's `overview.csv`: keep it (and
+`../shared/data/spider-masks/{name}.mha`, the mask of the whole series) out of training, so that the class Dice the
+sample tests measure on it stays an honest measure.
 
 Dataset: J. W. van der Graaf et al., "Lumbar spine segmentation in MR images: a dataset and a public
 benchmark", *Scientific Data* 11, 264 (2024), https://doi.org/10.1038/s41597-024-03090-w; data on
