@@ -13,6 +13,8 @@ import SimpleITK as sitk
 
 from algorithm.cli import GC_INPUT, GC_OUTPUT, main
 
+PIR = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # ITK x posterior, y inferior, z right (sagittal axis last)
+
 
 def volume(path: Path, size=(12, 64, 48), spacing=(3.5, 0.8, 0.9), direction=None, dtype=np.int16) -> Path:
     """A small noisy volume written to ``path`` (ITK size order)."""
@@ -37,7 +39,7 @@ def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
 
 
 def test_grand_challenge_layout(tmp_path, tiny_model_dir):
-    src = volume(tmp_path / "in" / GC_INPUT / "case-1.mha", direction=(0, 0, -1, 1, 0, 0, 0, -1, 0))
+    src = volume(tmp_path / "in" / GC_INPUT / "case-1.mha", size=(48, 64, 12), spacing=(0.9, 0.8, 3.5), direction=PIR)
     (tmp_path / "in" / "inputs.json").write_text(json.dumps([{"interface": {"slug": "sagittal-spine-mri", "relative_path": str(GC_INPUT)}}]))
     assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]) == 0
     out = sitk.ReadImage(str(tmp_path / "out" / GC_OUTPUT / "case-1.mha"))
@@ -134,9 +136,6 @@ def test_qc_failure_after_the_mask_is_a_warning(tmp_path, tiny_model_dir, monkey
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("QC output failed" in w and "disk full" in w and "the mask was written" in w for w in warnings)
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
-
-
-PIR = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # ITK x posterior, y inferior, z right
 
 
 @pytest.mark.parametrize("size, spacing, direction, plane", [
