@@ -11,6 +11,7 @@ import numpy as np
 WEIGHTS_NAME = "model.pt"
 ONNX_NAME = "model.onnx"
 FP16_ONNX_NAME = "model.fp16.onnx"  # FP16 graph with float32 I/O: ONNX Runtime on CUDA, strongly typed TensorRT (>= 11)
+CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"  # ONNX Runtime's
 
 
 class BackendUnavailable(RuntimeError):

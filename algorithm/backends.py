@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from algorithm.backend_base import FP16_ONNX_NAME, ONNX_NAME, WEIGHTS_NAME, Backend, BackendUnavailable
+from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER, FP16_ONNX_NAME, ONNX_NAME, WEIGHTS_NAME, Backend, BackendUnavailable
 from algorithm.config import Config
 
 __all__ = ["BACKENDS", "DEVICES", "FP16_ONNX_NAME", "ONNX_NAME", "WEIGHTS_NAME", "Backend", "BackendUnavailable",
@@ -20,7 +20,6 @@ log = logging.getLogger("algorithm")
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 DEVICES = ("auto", "cpu", "cuda")
-CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 
 class TorchBackend:
@@ -110,7 +109,7 @@ def _tensorrt(model_dir: Path, config: Config, device: str) -> Backend:
         raise BackendUnavailable("TensorRT needs a GPU")
     from algorithm.tensorrt_backend import TensorRTBackend
 
-    return TensorRTBackend(model_dir, config, fallback=lambda: OnnxBackend(model_dir, config, "auto"))
+    return TensorRTBackend(model_dir, fallback=lambda: OnnxBackend(model_dir, config, "auto"))
 
 
 _FACTORIES: dict[str, Callable[[Path, Config, str], Backend]] = {

@@ -136,7 +136,7 @@ class TensorRTBackend:
     outside the engine's profile (slices wider than its field of view) go through the backend
     that ``fallback`` loads (``load_backend`` gives ONNX Runtime)."""
 
-    def __init__(self, model_dir: Path, config: Config, fallback: Callable[[], Backend] | None = None):
+    def __init__(self, model_dir: Path, fallback: Callable[[], Backend] | None = None):
         try:
             import tensorrt as trt
         except ImportError:
