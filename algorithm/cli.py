@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV}, else {GC_MODEL_DIR} if it holds a model, else the bundled model)")
     parser.add_argument("--batch-size", type=int, help="slices per network call (default 4 on CPU, 32 on GPU)")
     parser.add_argument("--mirror", action="store_true", help="test-time augmentation: also segment the left-right mirrored volume and average (twice the time)")
+    parser.add_argument("--allow-non-sagittal", action="store_true", help="also segment axial and coronal series (resliced sagittally; the model was trained on sagittal series)")
     parser.add_argument("--qc", action="store_true", help="also write OUTPUT/qc/<name>_qc.png, <name>_volumes.json (volumes, per-level measurements) and <name>_measurements.csv")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     return parser.parse_args(argv)
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     progress = len(pairs) > 1 and sys.stderr.isatty()
     for src, dst in pairs:
         try:
-            seconds = segment_file(src, dst, segmenter, args.output / "qc" if args.qc else None, progress=progress)
+            seconds = segment_file(src, dst, segmenter, args.output / "qc" if args.qc else None, progress=progress, allow_non_sagittal=args.allow_non_sagittal)
         except InputError as err:
             log.error("%s", err)
             failed += 1
