@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the sample cases in test/cases and compare each output with its expected output
-# (same grid, same label set, Dice >= 0.99 per structure).
+# Run the sample cases in test/cases and check each output against its expected output (same grid,
+# same label set, Dice >= 0.99 per structure) and its truth (class Dice >= the case's floors.json).
 #   ./test.sh [CASE_DIR ...]          the built image, the way grand-challenge runs it: no network,
 #                                     GPU if present, /input read-only, empty tmpfs /tmp, memory limit
 #   ./test.sh --local [CASE_DIR ...]  the same entry point, python -m algorithm -i INPUT -o OUTPUT, without Docker
@@ -42,6 +42,15 @@ cleanup() {
 trap cleanup EXIT
 
 passed=0 failed=0
+if [[ "$mode" == local ]]; then
+    # the expected outputs must have been made with the model the entry point runs here
+    if line="$(python -m algorithm.samples check-model --cases "$(dirname "${cases[0]}")")"; then
+        echo "$line"
+    else
+        echo "$line"
+        failed=$((failed + 1))
+    fi
+fi
 for case_dir in "${cases[@]}"; do
     name="$(basename "$case_dir")"
     out="$work/$name"

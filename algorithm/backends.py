@@ -6,29 +6,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 
+from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER, FP16_ONNX_NAME, ONNX_NAME, WEIGHTS_NAME, Backend, BackendUnavailable
 from algorithm.config import Config
+
+__all__ = ["BACKENDS", "DEVICES", "FP16_ONNX_NAME", "ONNX_NAME", "WEIGHTS_NAME", "Backend", "BackendUnavailable",
+           "OnnxBackend", "TorchBackend", "load_backend", "torch_backend"]
 
 log = logging.getLogger("algorithm")
 
-WEIGHTS_NAME = "model.pt"
-ONNX_NAME = "model.onnx"
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-class BackendUnavailable(RuntimeError):
-    """This backend cannot run here (library, file or device missing)."""
-
-
-class Backend(Protocol):
-    name: str  # e.g. "onnxruntime-cpu"
-    device: str  # "cpu" or "cuda"
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
 
 class TorchBackend:
@@ -74,31 +65,43 @@ def torch_backend(model_dir: Path, config: Config, device: str) -> TorchBackend:
 
 
 class OnnxBackend:
-    """ONNX Runtime: CUDA execution provider when asked for and present, else CPU."""
+    """ONNX Runtime. On CUDA it runs the FP16 graph (``model.fp16.onnx``, checked against PyTorch
+    at export) where the model folder has one, else the FP32 graph; on the CPU the FP32 graph.
+    ``name`` and ``device`` say what the session really runs on: where the CUDA execution provider
+    fails to load, ONNX Runtime silently uses the CPU, and so does this backend, saying so."""
 
     def __init__(self, model_dir: Path, config: Config, device: str):
         try:
             import onnxruntime as ort
         except ImportError:
             raise BackendUnavailable("onnxruntime is not installed") from None
-        path = model_dir / ONNX_NAME
-        if not path.is_file():
+        fp32, fp16 = model_dir / ONNX_NAME, model_dir / FP16_ONNX_NAME
+        if not fp32.is_file():
             raise BackendUnavailable(f"no {ONNX_NAME} in {model_dir}")
         available = ort.get_available_providers()
         if device == "auto":
-            device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
-        if device == "cuda" and "CUDAExecutionProvider" not in available:
+            device = "cuda" if CUDA_PROVIDER in available else "cpu"
+        if device == "cuda" and CUDA_PROVIDER not in available:
             raise BackendUnavailable("onnxruntime has no CUDA execution provider here")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        path = fp16 if device == "cuda" and fp16.is_file() else fp32
+        self.session = _session(ort, path, [CUDA_PROVIDER, CPU_PROVIDER] if device == "cuda" else [CPU_PROVIDER])
+        if device == "cuda" and CUDA_PROVIDER not in self.session.get_providers():
+            log.warning("onnxruntime: the CUDA execution provider did not load (session runs on %s): using the CPU", ", ".join(self.session.get_providers()))
+            device = "cpu"
+            if path != fp32:
+                path, self.session = fp32, _session(ort, fp32, [CPU_PROVIDER])
         self.input_name = self.session.get_inputs()[0].name
         self.device = device
-        self.name = f"onnxruntime-{device}"
+        self.name = f"onnxruntime-{device}" + ("-fp16" if path == fp16 else "")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+def _session(ort, path: Path, providers: list[str]):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=providers)
 
 
 def _tensorrt(model_dir: Path, config: Config, device: str) -> Backend:
@@ -106,7 +109,7 @@ def _tensorrt(model_dir: Path, config: Config, device: str) -> Backend:
         raise BackendUnavailable("TensorRT needs a GPU")
     from algorithm.tensorrt_backend import TensorRTBackend
 
-    return TensorRTBackend(model_dir, config)
+    return TensorRTBackend(model_dir, fallback=lambda: OnnxBackend(model_dir, config, "auto"))
 
 
 _FACTORIES: dict[str, Callable[[Path, Config, str], Backend]] = {
@@ -117,8 +120,10 @@ _FACTORIES: dict[str, Callable[[Path, Config, str], Backend]] = {
 
 
 def load_backend(model_dir: Path, config: Config, backend: str = "auto", device: str = "auto") -> Backend:
-    """The requested backend, or with ``auto`` the first that works of TensorRT, ONNX Runtime
-    (CUDA, then CPU) and PyTorch. The choice, and why others were passed over, is logged."""
+    """The requested backend, or with ``auto`` the first that loads of TensorRT, ONNX Runtime
+    (CUDA, then CPU) and PyTorch. Any exception while loading one (a missing library or file, a
+    malformed engine sidecar, a CUDA error) passes over to the next; the choice, and why others
+    were passed over, is logged."""
     if backend not in BACKENDS or device not in DEVICES:
         raise ValueError(f"backend must be one of {BACKENDS} and device one of {DEVICES}")
     order = list(_FACTORIES) if backend == "auto" else [backend]
@@ -130,6 +135,11 @@ def load_backend(model_dir: Path, config: Config, backend: str = "auto", device:
         except BackendUnavailable as err:
             reasons.append(f"{name}({dev}): {err}")
             log.debug("backend %s on %s unavailable: %s", name, dev, err)
+            continue
+        except Exception as err:  # a backend that breaks while loading must not end the run
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            reasons.append(f"{name}({dev}): {reason}")
+            log.warning("backend %s on %s failed to load (%s)", name, dev, reason)
             continue
         log.info("backend: %s%s", chosen.name, f" (passed over: {'; '.join(reasons)})" if reasons else "")
         return chosen

@@ -39,7 +39,7 @@ class Configuration:
 
     backend: str
     device: str
-    precision: str  # "fp32"/"fp16" for PyTorch; ONNX Runtime runs the FP32 graph, TensorRT its engine
+    precision: str  # "fp32"/"fp16" for PyTorch; ONNX Runtime: FP32 graph on CPU, FP16 graph on CUDA; TensorRT: its engine
 
     @property
     def label(self) -> str:
@@ -64,7 +64,7 @@ def configurations(backends: list[str], devices: list[str], precisions: list[str
             if backend == "torch":
                 out += [Configuration(backend, device, p) for p in precisions]
             elif backend == "onnxruntime":
-                out.append(Configuration(backend, device, "fp32"))
+                out.append(Configuration(backend, device, "fp16" if device == "cuda" else "fp32"))
             else:
                 out.append(Configuration(backend, device, "engine"))
     return out
@@ -155,15 +155,26 @@ def random_model(folder: Path, config: Config | None = None) -> Path:
 # --- measurements, each in a fresh process -------------------------------------------------
 
 
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """Peak resident memory (``VmHWM`` of ``/proc/<pid>/status``, MiB) of a live process: its own
+    high-water mark since its last exec, never its parent's. None once the process has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None  # a zombie keeps no memory figures
+
+
 def _peak_memory() -> dict[str, float | None]:
     """Peak resident memory of this process and, where torch used CUDA, peak GPU memory (MiB)."""
-    import resource
-
     gpu = None
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         gpu = torch.cuda.max_memory_allocated() / 2**20
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "gpu_peak_mb": gpu}
+    return {"peak_rss_mb": peak_rss_mb(), "gpu_peak_mb": gpu}
 
 
 def _child(function, kwargs: dict) -> dict:
@@ -203,6 +214,8 @@ def measure(model_dir: str, config: Configuration, volume: str, repeats: int, wa
         segmenter = Segmenter.load(model_dir, config.backend, config.device)
     except BackendUnavailable as err:
         return {"skipped": str(err)}
+    if segmenter.backend.device != config.device:
+        return {"skipped": f"{config.backend} would run on the {segmenter.backend.device} ({segmenter.backend.name})"}
     _set_precision(segmenter.backend, config.precision)
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
@@ -220,19 +233,26 @@ def segment_command(volume: str, out_dir: str, model_dir: str, device: str) -> l
     return [sys.executable, "-m", "algorithm.cli", "-i", volume, "-o", out_dir, "--model", model_dir, "--device", device]
 
 
-def time_process(command: list[str]) -> dict:
-    """Wall time and peak resident memory of one process run to completion."""
+def time_process(command: list[str], interval_s: float = 0.005) -> dict:
+    """Wall time and peak resident memory of one process run to completion. The peak is the
+    child's own ``VmHWM``, sampled while it runs (it only grows, so the last sample before the
+    exit holds it); ``ru_maxrss`` of ``wait4`` is not used: Linux carries the parent's high-water
+    mark over into it at fork."""
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = 0.0
+        while True:
+            peak = max(peak, peak_rss_mb(proc.pid) or 0.0)
+            if proc.poll() is not None:
+                break
+            time.sleep(interval_s)
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             log.seek(0)
             tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise BenchmarkError(f"'{' '.join(command)[:160]}' failed (exit {proc.returncode}): {tail[0][:200]}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {"wall_s": wall, "peak_rss_mb": peak}
 
 
 # --- the benchmark ------------------------------------------------------------------------

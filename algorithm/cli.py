@@ -1,8 +1,10 @@
 """spider-segment: segment vertebrae, discs and spinal canal in sagittal lumbar spine MR volumes.
 
 INPUT is a grand-challenge input root (images/sagittal-spine-mri/*.mha, optional inputs.json),
-a folder of volumes (.mha, .nii.gz, ...) or one volume file. Grand-challenge mode writes
-OUTPUT/images/sagittal-spine-mr-segmentation/<name>.mha; the other modes write OUTPUT/<name>.mha.
+a folder of volumes (.mha, .nii.gz, ...), one volume file, or a folder of DICOM series (searched
+with its subfolders; each sagittal series is one volume, named <SeriesNumber>_<SeriesDescription>).
+Grand-challenge mode writes OUTPUT/images/sagittal-spine-mr-segmentation/<name>.mha; the other
+modes write OUTPUT/<name>.mha (or .nii.gz with --format nii.gz).
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from algorithm.dicom import DicomSeries
 
 GC_INPUT = Path("images/sagittal-spine-mri")
 GC_OUTPUT = Path("images/sagittal-spine-mr-segmentation")
@@ -31,12 +37,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="spider-segment", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", "--input", type=Path, default=Path("/input"), help="input root, folder or file (default /input)")
     parser.add_argument("-o", "--output", type=Path, default=Path("/output"), help="output folder (default /output)")
+    parser.add_argument("--format", choices=("mha", "nii.gz"), default="mha", help="output file format (default mha)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto")
     parser.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV}, else {GC_MODEL_DIR} if it holds a model, else the bundled model)")
     parser.add_argument("--batch-size", type=int, help="slices per network call (default 4 on CPU, 32 on GPU)")
     parser.add_argument("--mirror", action="store_true", help="test-time augmentation: also segment the left-right mirrored volume and average (twice the time)")
-    parser.add_argument("--qc", action="store_true", help="also write OUTPUT/qc/<name>_qc.png and <name>_volumes.json")
+    parser.add_argument("--allow-non-sagittal", action="store_true", help="also segment axial and coronal series (resliced sagittally; the model was trained on sagittal series)")
+    parser.add_argument("--qc", action="store_true", help="also write OUTPUT/qc/<name>_qc.png, <name>_volumes.json (volumes, per-level measurements) and <name>_measurements.csv")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     return parser.parse_args(argv)
 
@@ -66,23 +74,45 @@ def gc_inputs(root: Path) -> list[Path]:
     return sorted(p for p in (root / GC_INPUT).iterdir() if not p.name.startswith("."))
 
 
-def jobs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
-    """(input file, output file) pairs for an input root, folder or file."""
+def jobs(src: Path, dst: Path, suffix: str = ".mha") -> list[tuple[Path | DicomSeries, Path]]:
+    """(input file or DICOM series, output file) pairs for an input root, folder or file."""
     from algorithm.io import is_volume_file, stem
 
     if not src.exists():
         raise UsageError(f"{src}: input does not exist")
     if src.is_file():
-        return [(src, dst / f"{stem(src)}.mha")]
+        return [(src, dst / f"{stem(src)}{suffix}")]
     if (src / GC_INPUT).is_dir() or (src / "inputs.json").is_file():
         if not (src / GC_INPUT).is_dir():
             raise UsageError(f"{src}: grand-challenge input root without {GC_INPUT}/")
         files, out = gc_inputs(src), dst / GC_OUTPUT
     else:
         files, out = sorted(p for p in src.iterdir() if is_volume_file(p)), dst
+        if not files:
+            return dicom_jobs(src, dst, suffix)
     if not files:
         raise UsageError(f"{src}: no input volumes found")
-    return [(f, out / f"{stem(f)}.mha") for f in files]
+    return [(f, out / f"{stem(f)}{suffix}") for f in files]
+
+
+def dicom_jobs(src: Path, dst: Path, suffix: str) -> list[tuple[DicomSeries, Path]]:
+    """(series, output file) for every sagittal DICOM series under ``src``; the others are logged
+    as skipped, with the reason."""
+    from algorithm.dicom import find_series
+
+    series = find_series(src)
+    if not series:
+        raise UsageError(f"{src}: no input volumes found (no volume files, no DICOM series)")
+    keep = []
+    for s in series:
+        reason = s.skip_reason()
+        if reason:
+            log.warning("%s: skipped: %s", s, reason)
+        else:
+            keep.append((s, dst / f"{s.name}{suffix}"))
+    if not keep:
+        raise UsageError(f"{src}: none of its {len(series)} DICOM series is a sagittal volume")
+    return keep
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,13 +120,13 @@ def run(args: argparse.Namespace) -> int:
     from algorithm.io import InputError
     from algorithm.pipeline import STAGES, Segmenter, segment_file
 
-    pairs = jobs(args.input, args.output)
+    pairs = jobs(args.input, args.output, "." + args.format)
     segmenter = Segmenter.load(model_dir(args.model), args.backend, args.device, args.batch_size, args.mirror)
     failed = 0
     progress = len(pairs) > 1 and sys.stderr.isatty()
     for src, dst in pairs:
         try:
-            seconds = segment_file(src, dst, segmenter, args.output / "qc" if args.qc else None, progress=progress)
+            seconds = segment_file(src, dst, segmenter, args.output / "qc" if args.qc else None, progress=progress, allow_non_sagittal=args.allow_non_sagittal)
         except InputError as err:
             log.error("%s", err)
             failed += 1

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithm.backends import ONNX_NAME, WEIGHTS_NAME, BackendUnavailable
+from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER, FP16_ONNX_NAME, ONNX_NAME, WEIGHTS_NAME, BackendUnavailable
 from algorithm.config import CONFIG_NAME, Config
 
 OPSET = 17
-FP16_ONNX_NAME = "model.fp16.onnx"  # FP16 graph with float32 I/O: what strongly typed TensorRT (>= 11) builds from
 ONNX_ATOL, ONNX_MIN_AGREEMENT = 1e-3, 0.9999  # FP32 ONNX Runtime vs PyTorch: max |logit diff|, same label
 FP16_ATOL, FP16_MIN_AGREEMENT = 0.25, 0.999  # FP16 graphs and engines vs FP32 ...
 FP16_MARGIN = 0.05  # ... counting labels only where the FP32 top-two logits are this far apart
@@ -99,17 +98,20 @@ def compare_logits(reference: np.ndarray, other: np.ndarray, margin: float = 0.0
     }
 
 
-def run_onnx(path: Path, batch: np.ndarray) -> np.ndarray:
-    """Logits of an ONNX file on CPU with ONNX Runtime."""
+def run_onnx(path: Path, batch: np.ndarray, provider: str = CPU_PROVIDER) -> np.ndarray:
+    """Logits of an ONNX file with ONNX Runtime on one execution provider (ExportError if that
+    provider does not load: ONNX Runtime would silently run on the CPU instead)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), providers=[provider])
+    if provider not in session.get_providers():
+        raise ExportError(f"ONNX Runtime's {provider} did not load for {path.name} (session providers: {', '.join(session.get_providers())})")
     return session.run(None, {session.get_inputs()[0].name: batch})[0]
 
 
-def verify_onnx(model_dir: str | Path, name: str = ONNX_NAME, margin: float = 0.0) -> dict[str, float]:
-    """Run PyTorch (FP32) and ONNX Runtime on the ONNX file ``name``, both on CPU, on the same
-    real-sized batch and compare (see ``compare_logits``)."""
+def verify_onnx(model_dir: str | Path, name: str = ONNX_NAME, margin: float = 0.0, provider: str = CPU_PROVIDER) -> dict[str, float]:
+    """Run PyTorch (FP32, CPU) and ONNX Runtime (on ``provider``) on the ONNX file ``name``, on the
+    same real-sized batch, and compare (see ``compare_logits``)."""
     import torch
 
     model_dir = Path(model_dir)
@@ -117,7 +119,7 @@ def verify_onnx(model_dir: str | Path, name: str = ONNX_NAME, margin: float = 0.
     batch = check_batch(config)
     with torch.inference_mode():
         reference = model(torch.from_numpy(batch)).numpy()
-    return compare_logits(reference, run_onnx(model_dir / name, batch), margin)
+    return compare_logits(reference, run_onnx(model_dir / name, batch, provider), margin)
 
 
 def prepare_model_dir(source: Path, out_dir: Path) -> Path:
@@ -217,7 +219,7 @@ def verify_engine(model_dir: str | Path) -> dict[str, float]:
     model_dir = Path(model_dir)
     config = Config.load(model_dir)
     batch = check_batch(config, seed=1)
-    return compare_logits(run_onnx(model_dir / ONNX_NAME, batch), TensorRTBackend(model_dir, config)(batch), FP16_MARGIN)
+    return compare_logits(run_onnx(model_dir / ONNX_NAME, batch), TensorRTBackend(model_dir)(batch), FP16_MARGIN)
 
 
 def _report(what: str, result: dict[str, float], atol: float, min_agreement: float) -> None:
@@ -245,6 +247,16 @@ def engine_step(model_dir: Path, workspace_gb: float) -> None:
     _report("TensorRT FP16 vs ONNX Runtime FP32", verify_engine(model_dir), FP16_ATOL, FP16_MIN_AGREEMENT)
 
 
+def onnx_cuda_step(model_dir: Path) -> None:
+    """Check the FP16 graph on ONNX Runtime's CUDA provider (what a GPU runs), or say why not."""
+    import onnxruntime as ort
+
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        print("ONNX Runtime: no CUDA provider here, the FP16 graph was checked on the CPU only")
+        return
+    _report("ONNX FP16 on CUDA vs PyTorch (CPU)", verify_onnx(model_dir, FP16_ONNX_NAME, FP16_MARGIN, CUDA_PROVIDER), FP16_ATOL, FP16_MIN_AGREEMENT)
+
+
 def export(source: Path, out_dir: Path, engine: bool = True, workspace_gb: float = 4.0) -> Path:
     """The whole export: model folder, ONNX, its parity check, and the TensorRT engine."""
     import warnings
@@ -256,6 +268,7 @@ def export(source: Path, out_dir: Path, engine: bool = True, workspace_gb: float
             print(f"wrote {export_onnx(model_dir, half=half)}")
     _report("ONNX FP32 vs PyTorch (CPU)", verify_onnx(model_dir), ONNX_ATOL, ONNX_MIN_AGREEMENT)
     _report("ONNX FP16 vs PyTorch (CPU)", verify_onnx(model_dir, FP16_ONNX_NAME, FP16_MARGIN), FP16_ATOL, FP16_MIN_AGREEMENT)
+    onnx_cuda_step(model_dir)
     if engine:
         engine_step(model_dir, workspace_gb)
     return model_dir

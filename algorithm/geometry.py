@@ -16,6 +16,8 @@ import numpy as np
 # For each canonical axis: the LPS physical axis it follows and the sign of that direction.
 # L-R: +x (towards left); S-I: -z (towards inferior); A-P: +y (towards posterior).
 _CANONICAL = ((0, 1.0), (2, -1.0), (1, 1.0))
+PLANE_NORMAL_TO = ("sagittal", "coronal", "axial")  # the plane whose slices are stacked along LPS x, y, z
+SLICE_RATIO = 1.5  # how much coarser than left-right an axis must be to make a series non-sagittal
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,37 @@ class Orientation:
         return np.ascontiguousarray(np.transpose(array, np.argsort(self.axes)))
 
 
+def physical_axes(direction: tuple[float, ...] | np.ndarray) -> tuple[int, int, int]:
+    """The LPS axis (0 = x left, 1 = y posterior, 2 = z superior) each ITK axis is most aligned
+    with: the permutation that maximises total alignment, so oblique scans map to their nearest axes."""
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    return max(permutations(range(3)), key=lambda p: sum(abs(d[p[c], c]) for c in range(3)))
+
+
+def non_sagittal_plane(direction: tuple[float, ...] | np.ndarray, spacing: tuple[float, ...]) -> str | None:
+    """The plane, "axial" or "coronal", a series is sliced in when that plane is not sagittal;
+    None when it can be segmented sagittally.
+
+    A series is sliced across its coarsest axis; where that axis is at least ``SLICE_RATIO`` times
+    coarser than the left-right axis and runs superior-inferior (axial) or anterior-posterior
+    (coronal), sagittal slices of it would be coarse staircases. Sagittal stacks, with the sagittal
+    axis first or last in ITK order, have their coarsest axis left-right; near-isotropic volumes
+    (3D acquisitions resampled alike in every plane) are accepted whatever their orientation."""
+    phys = physical_axes(direction)
+    spacing = np.asarray(spacing, dtype=float)
+    coarsest = int(np.argmax(spacing))
+    if spacing[coarsest] < SLICE_RATIO * spacing[phys.index(0)]:
+        return None
+    return PLANE_NORMAL_TO[phys[coarsest]]
+
+
 def orientation(direction: tuple[float, ...] | np.ndarray, spacing: tuple[float, ...]) -> Orientation:
     """Orientation of a 3D ITK image from its direction cosines and spacing (ITK i, j, k order).
 
-    Each ITK axis is assigned to the physical axis it is most aligned with; the assignment is
-    the permutation that maximises total alignment, so oblique scans map to their nearest axes.
+    Each ITK axis is assigned to the physical axis it is most aligned with (``physical_axes``).
     """
     d = np.asarray(direction, dtype=float).reshape(3, 3)  # column c = ITK axis c in LPS
-    best = max(permutations(range(3)), key=lambda p: sum(abs(d[p[c], c]) for c in range(3)))
-    phys_of_itk = {c: best[c] for c in range(3)}
+    phys_of_itk = dict(enumerate(physical_axes(d)))
     itk_of_phys = {p: c for c, p in phys_of_itk.items()}
     axes, flips, out_spacing = [], [], []
     for phys, sign in _CANONICAL:

@@ -5,6 +5,7 @@ Every entry point (CLI, container, training validation, benchmark) goes through 
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,12 +15,15 @@ import numpy as np
 
 from algorithm.backends import Backend, load_backend
 from algorithm.config import Config
-from algorithm.geometry import orientation
-from algorithm.io import read_image, write_image
+from algorithm.dicom import DicomSeries
+from algorithm.geometry import non_sagittal_plane, orientation
+from algorithm.io import InputError, read_image, write_image
 from algorithm.preprocess import context_slices, pad_to_multiple, preprocess, resample_inplane
 
 STAGES = ("read", "preprocess", "predict", "postprocess", "write")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "resources" / "model"
+
+log = logging.getLogger("algorithm")
 
 
 @dataclass
@@ -91,31 +95,53 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
     return classes
 
 
-def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False, log: list[dict] | None = None) -> np.ndarray:
-    """Canonical image volume -> int16 SPIDER instance labels on the same grid (``log``: post-processing records)."""
+def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False, actions: list[dict] | None = None) -> np.ndarray:
+    """Canonical image volume -> int16 SPIDER instance labels on the same grid (``actions``: a list that
+    receives the post-processing records)."""
     from algorithm.postprocess import postprocess
 
     timer = timer or Timer()
     classes = predict_classes(volume, spacing, segmenter, timer, progress)
     with timer.stage("postprocess"):
-        return postprocess(classes, spacing, segmenter.config, log).astype(np.int16, copy=False)
+        return postprocess(classes, spacing, segmenter.config, actions).astype(np.int16, copy=False)
 
 
-def segment_file(in_path: str | Path, out_path: str | Path, segmenter: Segmenter, qc_dir: str | Path | None = None, progress: bool = False) -> dict[str, float]:
-    """Segment one volume file and write the instance mask on the input's grid; return stage timings."""
+def check_sagittal(image, path: str | Path) -> None:
+    """Raise InputError naming the plane of a series that is not sliced sagittally."""
+    plane = non_sagittal_plane(image.GetDirection(), image.GetSpacing())
+    if plane is not None:
+        raise InputError(f"{path}: {plane} series (spacing {tuple(round(s, 2) for s in image.GetSpacing())} mm); "
+                         "the model segments sagittal series (--allow-non-sagittal segments it anyway)")
+
+
+def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmenter: Segmenter, qc_dir: str | Path | None = None, progress: bool = False,
+                 allow_non_sagittal: bool = False) -> dict[str, float]:
+    """Segment one volume file or DICOM series and write the instance mask on the input's grid; return stage timings.
+    An axial or coronal series is an InputError unless ``allow_non_sagittal``."""
     import SimpleITK as sitk
 
     timer = Timer()
     with timer.stage("read"):
-        image = read_image(in_path)
+        image = in_path.read() if isinstance(in_path, DicomSeries) else read_image(in_path)
+        if not allow_non_sagittal:
+            check_sagittal(image, in_path)
         orient = orientation(image.GetDirection(), image.GetSpacing())
         volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
-    log: list[dict] | None = [] if qc_dir is not None else None
-    labels = segment_volume(volume, orient.spacing, segmenter, timer, progress, log)
+    actions: list[dict] | None = [] if qc_dir is not None else None
+    labels = segment_volume(volume, orient.spacing, segmenter, timer, progress, actions)
     with timer.stage("write"):
         write_image(orient.from_canonical(labels), image, out_path)
     if qc_dir is not None:
-        from algorithm.qc import write_qc
-
-        write_qc(volume, labels, orient.spacing, Path(qc_dir), Path(out_path).name.split(".")[0], log)
+        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions)
     return timer.seconds
+
+
+def write_qc_or_warn(volume: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], qc_dir: Path, out_path: Path, actions: list[dict] | None = None) -> None:
+    """QC picture and volumes of a mask already written (``actions``: post-processing records): a
+    failure here is a warning, the segmentation itself succeeded."""
+    from algorithm.qc import write_qc
+
+    try:
+        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions)
+    except Exception as err:  # QC is an extra: never fail a case whose mask is written
+        log.warning("%s: QC output failed (%s: %s); the mask was written", out_path.name, type(err).__name__, str(err).splitlines()[0] if str(err) else "")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import uuid
 from dataclasses import dataclass
 from itertools import permutations, product
 from pathlib import Path
@@ -443,6 +444,36 @@ def synthesize(size, spacing, direction=None, contrast: str = "t2", seed: int = 
 def synthesize_like(reference, contrast: str = "t2", seed: int = 0):
     """Synthetic (image, mask) on exactly ``reference``'s grid (size, spacing, origin, direction)."""
     return synthesize(reference.GetSize(), reference.GetSpacing(), reference.GetDirection(), contrast, seed, reference.GetOrigin())
+
+
+def write_dicom_series(image, folder: str | Path, number: int = 1, description: str = "synthetic", axis: int | None = None,
+                       uid: str | None = None, image_type: str = "ORIGINAL\\PRIMARY\\M") -> list[Path]:
+    """Write a 3D image as an MR DICOM series, one int16 file per slice along ITK ``axis``
+    (default: the axis closest to left-right, so the slices are sagittal); each slice's
+    ImagePositionPatient and ImageOrientationPatient come from the image's grid. Return the files."""
+    import SimpleITK as sitk
+
+    if axis is None:
+        axis = int(np.argmax(np.abs(np.asarray(image.GetDirection()).reshape(3, 3)[0])))
+    stack = sitk.PermuteAxes(sitk.Cast(image, sitk.sitkInt16), [(axis + 1) % 3, (axis + 2) % 3, axis])  # cyclic: keeps handedness
+    uid = uid or f"2.25.{uuid.uuid4().int}"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    paths = []
+    for k in range(stack.GetDepth()):
+        piece = stack[:, :, k : k + 1]
+        for tag, value in {
+            "0008|0008": image_type, "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0008|0018": f"{uid}.{k + 1}",
+            "0008|0060": "MR", "0008|103e": description, "0020|000d": f"{uid}.0", "0020|000e": uid,
+            "0020|0011": str(number), "0020|0013": str(k + 1), "0018|0050": f"{stack.GetSpacing()[2]:.6g}",
+        }.items():
+            piece.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{number:03d}-{k + 1:04d}.dcm"))
+        writer.Execute(piece)
+        paths.append(folder / f"{number:03d}-{k + 1:04d}.dcm")
+    return paths
 
 
 def signed_permutations() -> list[tuple[float, ...]]:

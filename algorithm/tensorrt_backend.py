@@ -19,10 +19,11 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from algorithm.backends import ONNX_NAME, BackendUnavailable
+from algorithm.backend_base import ONNX_NAME, Backend, BackendUnavailable
 from algorithm.config import Config
 
 log = logging.getLogger("algorithm")
@@ -132,9 +133,10 @@ class _DeviceBuffer:
 
 class TensorRTBackend:
     """Runs a serialized TensorRT engine built for this GPU and TensorRT version. Batches
-    outside the engine's profile (slices wider than its field of view) go through ONNX Runtime."""
+    outside the engine's profile (slices wider than its field of view) go through the backend
+    that ``fallback`` loads (``load_backend`` gives ONNX Runtime)."""
 
-    def __init__(self, model_dir: Path, config: Config):
+    def __init__(self, model_dir: Path, fallback: Callable[[], Backend] | None = None):
         try:
             import tensorrt as trt
         except ImportError:
@@ -152,7 +154,7 @@ class TensorRTBackend:
         self.cudart, self.stream = cudart, _check(cudart.cudaStreamCreate())
         self.inputs, self.outputs = _DeviceBuffer(cudart), _DeviceBuffer(cudart)
         self.profile = {k: tuple(v) for k, v in meta["profile"].items()}
-        self.model_dir, self.config, self.fallback = model_dir, config, None
+        self.load_fallback, self.fallback = fallback, None
         self.device = "cuda"
         self.name = f"tensorrt-{meta.get('precision', 'fp16')}"
         log.debug("TensorRT engine %s on %s", path.name, gpu)
@@ -174,10 +176,10 @@ class TensorRTBackend:
 
     def _outside_profile(self, batch: np.ndarray) -> np.ndarray:
         if self.fallback is None:
-            from algorithm.backends import OnnxBackend
-
-            log.warning("slices of %sx%s exceed the TensorRT profile %s: using ONNX Runtime for them", *batch.shape[2:], self.profile["max"])
-            self.fallback = OnnxBackend(self.model_dir, self.config, "auto")
+            if self.load_fallback is None:
+                raise ValueError(f"slices of {batch.shape[2]}x{batch.shape[3]} exceed the TensorRT profile {self.profile['max']}")
+            self.fallback = self.load_fallback()
+            log.warning("slices of %sx%s exceed the TensorRT profile %s: using %s for them", *batch.shape[2:], self.profile["max"], self.fallback.name)
         return self.fallback(batch)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from algorithm.benchmark import (
     benchmark_nnunet,
     configurations,
     format_table,
+    isolated,
     main,
     nnunet_plan,
     plan_grids,
@@ -65,7 +66,7 @@ def report(tiny_model_dir, tiny_volume):
 def test_configurations_vary_precision_for_torch_only():
     labels = [c.label for c in configurations(["torch", "onnxruntime", "tensorrt"], ["cpu", "cuda"], ["fp32", "fp16"])]
     assert labels == ["torch-cpu-fp32", "torch-cpu-fp16", "torch-cuda-fp32", "torch-cuda-fp16",
-                      "onnxruntime-cpu-fp32", "onnxruntime-cuda-fp32", "tensorrt-cpu-engine", "tensorrt-cuda-engine"]
+                      "onnxruntime-cpu-fp32", "onnxruntime-cuda-fp16", "tensorrt-cpu-engine", "tensorrt-cuda-engine"]
     assert precision_problem(Configuration("torch", "cpu", "fp16")) == "FP16 autocast runs on CUDA only"
     assert precision_problem(Configuration("torch", "cuda", "fp16")) is None
 
@@ -114,9 +115,35 @@ def test_whole_process_is_timed(report):
     assert " -i " in process["command"] and "whole spider-segment process" in format_table(report)
 
 
-def test_time_process_reports_peak_memory_and_failure():
-    result = time_process([sys.executable, "-c", "x = bytearray(200 * 2**20)"])
-    assert result["peak_rss_mb"] > 200
+def _allocate(mb: int) -> dict:
+    """A child's job for ``isolated``: hold ``mb`` MiB of touched memory."""
+    block = b"\x01" * (mb * 2**20)
+    return {"held": len(block)}
+
+
+@pytest.fixture
+def parent_holding_500_mb():
+    """The measuring process itself holds 500 MiB, which must not show in its children's figures."""
+    block = np.ones(500 * 2**20, np.uint8)
+    yield block
+    del block
+
+
+def test_time_process_measures_the_childs_own_peak_memory(parent_holding_500_mb):
+    idle = time_process([sys.executable, "-c", "pass"])["peak_rss_mb"]
+    busy = time_process([sys.executable, "-c", "x = b'\\x01' * (200 * 2**20)"])["peak_rss_mb"]
+    assert idle < 100, f"a child that allocates nothing reported {idle:.0f} MB"
+    assert 190 < busy - idle < 260 and busy < 350
+
+
+def test_isolated_measures_the_childs_own_peak_memory(parent_holding_500_mb):
+    idle = isolated(_allocate, mb=0)["peak_rss_mb"]
+    busy = isolated(_allocate, mb=200)["peak_rss_mb"]
+    assert idle < 250, f"a child that allocates nothing reported {idle:.0f} MB"
+    assert 190 < busy - idle < 260
+
+
+def test_time_process_reports_failure():
     with pytest.raises(Exception, match="exit 3"):
         time_process([sys.executable, "-c", "raise SystemExit(3)"])
 

@@ -13,6 +13,8 @@ import SimpleITK as sitk
 
 from algorithm.cli import GC_INPUT, GC_OUTPUT, main
 
+PIR = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # ITK x posterior, y inferior, z right (sagittal axis last)
+
 
 def volume(path: Path, size=(12, 64, 48), spacing=(3.5, 0.8, 0.9), direction=None, dtype=np.int16) -> Path:
     """A small noisy volume written to ``path`` (ITK size order)."""
@@ -37,7 +39,7 @@ def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
 
 
 def test_grand_challenge_layout(tmp_path, tiny_model_dir):
-    src = volume(tmp_path / "in" / GC_INPUT / "case-1.mha", direction=(0, 0, -1, 1, 0, 0, 0, -1, 0))
+    src = volume(tmp_path / "in" / GC_INPUT / "case-1.mha", size=(48, 64, 12), spacing=(0.9, 0.8, 3.5), direction=PIR)
     (tmp_path / "in" / "inputs.json").write_text(json.dumps([{"interface": {"slug": "sagittal-spine-mri", "relative_path": str(GC_INPUT)}}]))
     assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]) == 0
     out = sitk.ReadImage(str(tmp_path / "out" / GC_OUTPUT / "case-1.mha"))
@@ -119,3 +121,34 @@ def test_onnx_runtime_path_never_imports_torch(tmp_path, tiny_model_dir):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "onnxruntime-cpu" in proc.stderr
+
+
+def test_qc_failure_after_the_mask_is_a_warning(tmp_path, tiny_model_dir, monkeypatch, caplog):
+    from algorithm import qc
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(qc, "write_qc", broken)
+    src = volume(tmp_path / "in" / "a.mha")
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "--qc"]) == 0
+    assert same_grid(sitk.ReadImage(str(tmp_path / "out" / "a.mha")), sitk.ReadImage(str(src)))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("QC output failed" in w and "disk full" in w and "the mask was written" in w for w in warnings)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize("size, spacing, direction, plane", [
+    ((48, 56, 12), (0.7, 0.7, 4.0), None, "axial"),  # LPS, thick slices along z (superior)
+    ((48, 12, 56), (0.7, 4.0, 0.7), None, "coronal"),  # LPS, thick slices along y (posterior)
+    ((48, 12, 56), (0.7, 4.0, 0.7), PIR, "axial"),  # PIR, thick slices along y (inferior)
+    ((12, 48, 56), (4.0, 0.7, 0.7), PIR, "coronal"),  # PIR, thick slices along x (posterior)
+])
+def test_non_sagittal_series_is_refused_unless_allowed(tmp_path, tiny_model_dir, caplog, size, spacing, direction, plane):
+    src = volume(tmp_path / "in" / "a.mha", size=size, spacing=spacing, direction=direction)
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir)]) == 1
+    assert not (tmp_path / "out" / "a.mha").exists()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "a.mha" in r.getMessage()]
+    assert len(errors) == 1 and f"{plane} series" in errors[0] and "--allow-non-sagittal" in errors[0] and "\n" not in errors[0]
+    assert main(["-i", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir), "--allow-non-sagittal"]) == 0
+    assert same_grid(sitk.ReadImage(str(tmp_path / "out" / "a.mha")), sitk.ReadImage(str(src)))

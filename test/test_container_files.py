@@ -13,7 +13,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from algorithm.samples import CASES, CASES_DIR, INPUT_SLUG, compare_case, compare_volumes, expected_path, input_path, inputs_json
+from algorithm.samples import (
+    CASES,
+    CASES_DIR,
+    FLOORS_NAME,
+    INPUT_SLUG,
+    MODEL_RECORD,
+    REAL_CASES,
+    check_model_record,
+    compare_case,
+    compare_volumes,
+    expected_path,
+    input_path,
+    inputs_json,
+    model_record,
+    resolve_model_dir,
+    truth_path,
+    write_floors,
+    write_inputs,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("build.sh", "test.sh", "export.sh")
@@ -123,6 +141,47 @@ def test_compare_case_reports_missing_output(tmp_path):
     assert compare_case(case, tmp_path / "out") == (False, "no expected output (make it with: python -m algorithm.samples expected)")
 
 
+def _case(tmp_path, truth, expected, output):
+    """A case folder with truth and expected output, and an entry-point output folder."""
+    case, out = tmp_path / "case", tmp_path / "out"
+    _write(np.zeros(truth.shape), case / "input" / "images" / INPUT_SLUG / "x.mha")
+    _write(truth, truth_path(case))
+    _write(expected, expected_path(case))
+    _write(output, out / "images" / "sagittal-spine-mr-segmentation" / "x.mha")
+    return case, out
+
+
+def test_compare_case_fails_below_class_dice_floor_against_truth(masks, tmp_path):
+    """An output identical to its expected output still fails when both miss the truth."""
+    poor = masks.copy()
+    poor[:, 32:35] = 0  # the model's canal is half the true one
+    case, out = _case(tmp_path, masks, poor, poor)
+    data = write_floors(case)
+    assert data["measured"]["ClassDiceSpinalCanal"] == pytest.approx(2 * 3 / (6 + 3), abs=1e-3)
+    assert compare_case(case, out)[0]  # floors = measured - 0.05
+    floors = json.loads((case / FLOORS_NAME).read_text())
+    (case / FLOORS_NAME).write_text(json.dumps(floors | {"ClassDiceSpinalCanal": 0.9}))
+    passed, line = compare_case(case, out)
+    assert not passed and "min Dice 1.0000" in line and "below: ClassDiceSpinalCanal" in line
+
+
+def test_compare_case_fails_without_floors(masks, tmp_path):
+    case, out = _case(tmp_path, masks, masks, masks)
+    passed, line = compare_case(case, out)
+    assert not passed and "floors" in line
+
+
+def test_model_record_mismatch_fails(tmp_path):
+    model = resolve_model_dir()
+    if not (model / "model.onnx").is_file():
+        pytest.skip(f"no model in {model}")
+    (tmp_path / MODEL_RECORD).write_text(json.dumps(model_record(model)))
+    assert check_model_record(tmp_path)[0]
+    (tmp_path / MODEL_RECORD).write_text(json.dumps(model_record(model) | {"onnx_sha256": "0" * 64}))
+    passed, line = check_model_record(tmp_path)
+    assert not passed and "another model" in line
+
+
 def _case_dirs() -> list[Path]:
     dirs = sorted(p for p in CASES_DIR.glob("*") if p.is_dir()) if CASES_DIR.is_dir() else []
     if not dirs:
@@ -139,23 +198,38 @@ def test_sample_cases_are_small_and_in_grand_challenge_layout():
         [socket] = json.loads((case / "input" / "inputs.json").read_text())
         assert socket["image"]["name"] == image.name
         total += sum(f.stat().st_size for f in case.rglob("*") if f.is_file())
-        if expected_path(case).is_file():
-            ref, out = sitk.ReadImage(str(image)), sitk.ReadImage(str(expected_path(case)))
-            assert ref.GetSize() == out.GetSize() and np.allclose(ref.GetDirection(), out.GetDirection())
-    assert total < 5e6
+        ref = sitk.ReadImage(str(image))
+        for other in (expected_path(case), truth_path(case)):
+            out = sitk.ReadImage(str(other))
+            assert ref.GetSize() == out.GetSize() and np.allclose(ref.GetDirection(), out.GetDirection()), other
+        floors = json.loads((case / FLOORS_NAME).read_text())
+        assert all(0 <= floors[k] <= floors["measured"][k] for k in floors["measured"])
+    assert total < 6e6  # the real case is 3.4 MB of it
 
 
-def test_local_run_matches_expected_outputs():
-    from algorithm.samples import MODEL_RECORD, model_record, resolve_model_dir
+def test_synthetic_cases_are_made_byte_for_byte_from_their_seeds(tmp_path):
+    for spec in CASES:
+        made, committed = write_inputs(spec, tmp_path), CASES_DIR / spec.key
+        for rel in ("input/inputs.json", f"input/images/{INPUT_SLUG}/{spec.name}.mha", f"truth/{spec.name}.mha"):
+            assert (made / rel).read_bytes() == (committed / rel).read_bytes(), f"{spec.key}/{rel} (regenerate: python -m algorithm.samples make)"
 
+
+@pytest.mark.parametrize("case", REAL_CASES, ids=lambda c: c.key)
+def test_real_case_is_a_copy_of_spider_with_its_source(case):
+    case_dir = CASES_DIR / case.key
+    note = (case_dir / "SOURCE.md").read_text()
+    assert "CC-BY-4.0" in note and "Scientific Data* 11, 264 (2024)" in note and "10159290" in note
+    if not case.source.is_dir():
+        pytest.skip(f"real SPIDER data not found at {case.source}")
+    assert input_path(case_dir).read_bytes() == (case.source / "images" / f"{case.name}.mha").read_bytes()
+    assert truth_path(case_dir).read_bytes() == (case.source / "masks" / f"{case.name}.mha").read_bytes()
+
+
+def test_local_run_matches_expected_outputs_and_truth():
     cases = _case_dirs()
-    if not all(expected_path(case).is_file() for case in cases):
-        pytest.skip("expected outputs missing (make them with: python -m algorithm.samples expected)")
-    model = resolve_model_dir()
-    if not (model / "model.onnx").is_file():
-        pytest.skip(f"no model in {model} to run the sample cases with")
-    made_with = json.loads((CASES_DIR / MODEL_RECORD).read_text())
-    if {k: made_with.get(k) for k in ("onnx_sha256", "config_sha256")} != model_record(model):
-        pytest.skip(f"the expected outputs were made with another model than {model} (regenerate: python -m algorithm.samples expected)")
+    assert all(expected_path(case).is_file() for case in cases), "expected outputs missing (make them with: python -m algorithm.samples expected)"
+    same, line = check_model_record()
+    assert same, line
     result = subprocess.run(["bash", str(REPO / "test.sh"), "--local"], capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "2"})
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("class Dice vs truth") == len(cases)

@@ -153,3 +153,22 @@ def test_tensorrt_engine_builds_and_matches_onnxruntime(tiny_model_dir, tmp_path
     config = Config.load(folder)
     big = np.zeros((40, config.in_channels, 64, 48), np.float32)  # more than one engine batch
     assert backend(big).shape == (40, config.num_classes, 64, 48)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_fp16_graph_is_checked_on_cuda_only_where_its_provider_loads(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import onnxruntime
+
+    from algorithm.export import ExportError, export_onnx, onnx_cuda_step
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    export_onnx(folder, half=True)
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        onnx_cuda_step(folder)  # a real CUDA provider: the parity check itself
+        assert "ONNX FP16 on CUDA vs PyTorch (CPU)" in capsys.readouterr().out
+        return
+    onnx_cuda_step(folder)
+    assert "no CUDA provider here" in capsys.readouterr().out
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(ExportError, match="CUDAExecutionProvider did not load"):  # claimed, but the session runs on the CPU
+        onnx_cuda_step(folder)

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from algorithm.geometry import orientation
+from algorithm.geometry import non_sagittal_plane, orientation, physical_axes
 from algorithm.io import read_image
 from algorithm.labels import CANAL_LABEL, is_disc, numbering_convention
 from algorithm.synthetic import signed_permutations, synthesize, synthesize_like
@@ -190,3 +190,34 @@ def test_segment_file_output_on_input_grid(direction, tmp_path, tiny_model_dir):
 @pytest.mark.parametrize("name", real_masks(fast=("96_t1.mha",)))
 def test_segment_file_on_real_header(name, tmp_path, tiny_model_dir):
     segment_and_check(read_image(shared_data("spider-masks") / name), tmp_path, tiny_model_dir)
+
+
+REAL_HEADERS = sorted((SHARED_DATA / "spider-masks").glob("*.mha")) + sorted((SHARED_DATA / "spider-t2space" / "images").glob("*.mha"))
+
+
+def test_every_real_spider_header_is_sagittal():
+    """All real SPIDER series are sagittal: sagittal axis first (LPS) or last (PIR), 2D stacks of
+    3.3-4.8 mm slices and near-isotropic T2-SPACE (0.86 x 0.47 x 0.54 mm) alike."""
+    shared_data("spider-masks")
+    assert len(REAL_HEADERS) >= 33
+    for path in REAL_HEADERS:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        assert non_sagittal_plane(reader.GetDirection(), reader.GetSpacing()) is None, path.name
+
+
+def spacing_along(direction, lps_axis: int, coarse: float, fine: float = 0.7) -> tuple[float, float, float]:
+    """ITK spacing with ``coarse`` mm on the ITK axis that runs along ``lps_axis``, ``fine`` elsewhere."""
+    phys = physical_axes(direction)
+    return tuple(coarse if phys[c] == lps_axis else fine for c in range(3))
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS + [OBLIQUE])
+def test_plane_is_found_from_direction_and_spacing(direction):
+    assert non_sagittal_plane(direction, spacing_along(direction, 0, 4.0)) is None  # thick slices left-right: sagittal
+    assert non_sagittal_plane(direction, spacing_along(direction, 2, 4.0)) == "axial"
+    assert non_sagittal_plane(direction, spacing_along(direction, 1, 4.0)) == "coronal"
+    assert non_sagittal_plane(direction, spacing_along(direction, 2, 0.9, 0.47)) == "axial"  # a 3D series sliced axially
+    assert non_sagittal_plane(direction, (0.8, 0.8, 0.8)) is None  # isotropic: every plane is sampled alike
+    assert non_sagittal_plane(direction, spacing_along(direction, 0, 0.86, 0.54)) is None  # T2-SPACE 65_t2_SPACE-like

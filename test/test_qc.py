@@ -38,13 +38,17 @@ def test_write_qc_writes_png_and_json(tmp_path):
     assert png.name == "case_qc.png" and js.name == "case_volumes.json"
     image = plt.imread(png)
     assert image.ndim == 3 and image.shape[0] > 100
-    assert json.loads(js.read_text())["structures"]["201"] > 0
+    record = json.loads(js.read_text())
+    assert record["structures"]["201"] > 0
+    assert record["measurements"]["discs"]["201"]["middle"] == 3.0  # rows 20-25 at 0.5 mm
+    assert (tmp_path / "qc" / "case_measurements.csv").read_text().startswith("label,structure,slice,")
 
 
 def test_write_qc_empty_labels(tmp_path):
     png, js = write_qc(np.zeros((4, 20, 10)), np.zeros((4, 20, 10), np.int16), (1.0, 1.0, 1.0), tmp_path, "empty")
     assert png.stat().st_size > 0
     assert json.loads(js.read_text())["structures"] == {}
+    assert json.loads(js.read_text())["measurements"]["vertebrae"] == {}
 
 
 def test_qc_slices_centre_on_labels():

@@ -24,6 +24,12 @@ DEFAULTS: dict[str, float] = {
     "p_blur": 0.2, "blur_sigma_max": 1.0,
     "p_bias": 0.3, "bias_strength": 0.4,  # smooth multiplicative bias field
     "p_lowres": 0.2, "lowres_max": 2.5,  # simulated thick slices / low in-plane resolution
+    # contrast and acquisition randomisation (train/synth.py); 0 = today's recipe
+    "p_synth": 0.0,  # image drawn from the tissue map, random intensity per tissue
+    "p_remap": 0.0,  # real image, each tissue remapped by its own random curve
+    "p_thick": 0.0, "thick_min": 3.3, "thick_max": 4.8,  # thin slices averaged into thick ones, mm
+    "p_nocontext": 0.0,  # context channels replaced by the centre slice (one-slice volumes)
+    "p_mask_only": 0.0,  # share of samples drawn from mask-only volumes (spider-train --masks)
 }
 
 

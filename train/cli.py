@@ -22,29 +22,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs (the schedule still spans all; continue with --resume)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--cache", type=Path, help="preprocessed-volume cache (default OUT/../cache)")
+    parser.add_argument("--masks", type=Path, action="append", default=[], metavar="DIR", help="also train on these mask-only SPIDER masks (synthetic images; repeatable); masks of validation patients are left out")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="NAME", help="leave out cases/masks with these names (e.g. series whose slices you validate on)")
     parser.add_argument("--show-augmentations", action="store_true", help="write OUT/augmentations.png and exit")
+    parser.add_argument("--reference", type=Path, metavar="DIR", help="with --show-augmentations: real slices to show beside the samples (spider-slices/t1t2-vertebrae)")
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> int:
     from algorithm.config import Config
     from algorithm.io import InputError
-    from train.dataset import list_cases, load_canonical, load_volumes, split
+    from train.dataset import list_cases, list_masks, load_canonical, load_volumes, split
 
     overrides = json.loads(args.config.read_text()) if args.config else {}
     if args.resume and (args.out / "config.json").is_file():
         overrides = json.loads((args.out / "config.json").read_text())
     config = Config.from_dict(overrides)
     train_cases, val_cases = split(list_cases(args.data), args.fold)
+    held_out = {c.patient for c in val_cases}
+    train_cases += [c for folder in args.masks for c in list_masks(folder) if c.patient not in held_out]
+    train_cases = [c for c in train_cases if c.name not in set(args.exclude)]
     cache = args.cache or args.out.parent / "cache"
     volumes = load_volumes(train_cases, config, cache)
-    if not volumes:
+    if not any(v.image is not None for v in volumes):
         raise InputError(f"{args.data}: no usable training case")
     if args.show_augmentations:
-        from train.report import show_augmentations
+        from train.preview import show_augmentations
 
         args.out.mkdir(parents=True, exist_ok=True)
-        print(show_augmentations(volumes, config, args.out / "augmentations.png"))
+        print(show_augmentations(volumes, config, args.out / "augmentations.png", reference=args.reference))
         return 0
     from train.train import ValCase, fit
 

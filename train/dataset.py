@@ -1,6 +1,8 @@
 """SPIDER-layout data: case listing, splits by patient, and a disk cache of preprocessed volumes.
 
-Volumes go through ``algorithm.preprocess.preprocess`` — the very function inference uses."""
+Volumes go through ``algorithm.preprocess.preprocess`` — the very function inference uses.
+Mask-only cases (real SPIDER masks without images, ``spider-train --masks``) carry a class and
+tissue map and no image; training draws synthetic images for them (train/synth.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import csv
 import hashlib
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from algorithm.geometry import orientation
 from algorithm.io import InputError, grid_differences, read_image, stem
 from algorithm.labels import to_classes
 from algorithm.preprocess import model_shape, preprocess, resample_inplane
+from train.synth import background_tissues, instance_tissues
 
 log = logging.getLogger("train")
 
@@ -27,7 +31,7 @@ class Case:
     """One image/mask pair of a SPIDER-layout folder."""
 
     name: str
-    image: Path
+    image: Path | None  # None: a mask-only case
     mask: Path
     subset: str  # "training" or "validation" (from overview.csv), "" when unknown
 
@@ -41,9 +45,10 @@ class Volume:
     """A preprocessed case: normalised image at the model's spacing and its class map."""
 
     name: str
-    image: np.ndarray  # float16 (N, H, W)
+    image: np.ndarray | None  # float16 (N, H, W); None for a mask-only case
     classes: np.ndarray  # uint8 (N, H, W)
     slice_spacing: float
+    tissues: np.ndarray | None = None  # uint8 (N, H, W), train/synth.py's tissue ids
 
 
 def list_cases(data_dir: str | Path) -> list[Case]:
@@ -66,6 +71,17 @@ def list_cases(data_dir: str | Path) -> list[Case]:
     return cases
 
 
+def list_masks(folder: str | Path) -> list[Case]:
+    """Mask-only cases: every volume file of ``folder`` (or of its masks/ subfolder)."""
+    folder = Path(folder)
+    if (folder / "masks").is_dir():
+        folder = folder / "masks"
+    cases = [Case(stem(path), None, path, "") for path in sorted(folder.glob("*.mha"))]
+    if not cases:
+        raise InputError(f"{folder}: no .mha masks")
+    return cases
+
+
 def split(cases: list[Case], fold: int | None = None, folds: int = 5) -> tuple[list[Case], list[Case]]:
     """(train, validation): the official ``subset`` split, or fold ``fold`` of ``folds`` by patient
     (one patient's series never straddle folds)."""
@@ -78,46 +94,82 @@ def split(cases: list[Case], fold: int | None = None, folds: int = 5) -> tuple[l
     return [c for c in cases if c.patient not in held], [c for c in cases if c.patient in held]
 
 
+def preprocessing_version() -> str:
+    """Hash of the code that turns a case into a cached Volume (preprocessing, label mapping,
+    tissue maps): a change to any of it invalidates the cache."""
+    from algorithm import labels, preprocess
+    from train import synth
+
+    digest = hashlib.sha1()
+    for module in (preprocess, labels, synth, sys.modules[__name__]):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _cache_key(case: Case, config: Config) -> str:
     stamp = {
-        "image": [str(case.image), case.image.stat().st_mtime_ns],
+        "image": [str(case.image), case.image.stat().st_mtime_ns] if case.image else None,
         "mask": [str(case.mask), case.mask.stat().st_mtime_ns],
         "spacing": config.spacing,
         "clip": list(config.clip_percentiles),
+        "code": preprocessing_version(),
     }
     return hashlib.sha1(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _canonical(image) -> tuple[np.ndarray, tuple[float, float, float]]:
+    import SimpleITK as sitk
+
+    orient = orientation(image.GetDirection(), image.GetSpacing())
+    return np.ascontiguousarray(orient.to_canonical(sitk.GetArrayFromImage(image))), orient.spacing
 
 
 def load_canonical(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Image and SPIDER mask of a case in the canonical layout, with the canonical spacing.
     Raises InputError when unreadable or when the grids differ."""
-    import SimpleITK as sitk
-
     image, mask = read_image(case.image), read_image(case.mask)
     differences = grid_differences(image, mask)
     if differences:
         raise InputError(f"{case.mask}: mask grid differs from image {case.image}: {'; '.join(differences)}")
-    orient = orientation(image.GetDirection(), image.GetSpacing())
-    volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
-    labels = orient.to_canonical(sitk.GetArrayViewFromImage(mask))
+    volume, spacing = _canonical(image)
+    labels, _ = _canonical(mask)
     if not labels.any():
         raise InputError(f"{case.mask}: mask has no labels")
-    return np.ascontiguousarray(volume), np.ascontiguousarray(labels), orient.spacing
+    return volume, labels, spacing
+
+
+def load_mask(case: Case) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A mask-only case's SPIDER mask in the canonical layout, with the canonical spacing."""
+    labels, spacing = _canonical(read_image(case.mask))
+    if not labels.any():
+        raise InputError(f"{case.mask}: mask has no labels")
+    return labels, spacing
 
 
 def load_volume(case: Case, config: Config, cache_dir: Path | None) -> Volume:
-    """A case preprocessed for training, from the cache when it is there."""
+    """A case preprocessed for training (image, classes and tissue map at the model's spacing),
+    from the cache when it is there."""
     cached = cache_dir / f"{case.name}-{_cache_key(case, config)}.npz" if cache_dir else None
     if cached is not None and cached.is_file():
         with np.load(cached) as data:
-            return Volume(case.name, data["image"], data["classes"], float(data["slice_spacing"]))
-    volume, labels, spacing = load_canonical(case)
-    image = preprocess(volume, spacing, config).astype(np.float16)
-    classes = resample_inplane(to_classes(labels), model_shape(labels.shape[1:], spacing[1:], config), order=0)
-    result = Volume(case.name, image, classes, spacing[0])
+            image = data["image"] if "image" in data else None
+            return Volume(case.name, image, data["classes"], float(data["slice_spacing"]), data["tissues"])
+    if case.image is None:
+        labels, spacing = load_mask(case)
+        image = None
+    else:
+        volume, labels, spacing = load_canonical(case)
+        image = preprocess(volume, spacing, config).astype(np.float16)
+    shape = model_shape(labels.shape[1:], spacing[1:], config)
+    tissues = resample_inplane(instance_tissues(labels), shape, order=0)
+    if image is not None:
+        tissues = background_tissues(image, tissues)
+    classes = resample_inplane(to_classes(labels), shape, order=0)
+    result = Volume(case.name, image, classes, spacing[0], tissues)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cached, image=image, classes=classes, slice_spacing=spacing[0])
+        arrays = {"classes": result.classes, "tissues": tissues, "slice_spacing": spacing[0]}
+        np.savez(cached, **arrays, **({"image": image} if image is not None else {}))
     return result
 
 

@@ -73,34 +73,6 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def show_augmentations(volumes: list, config, path: Path, rows: int = 3, cols: int = 6) -> Path:
-    """A PNG grid of augmented training patches (middle channel) with their class maps overlaid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import torch
-
-    from train import augment
-    from train.train import sample_batch
-
-    gen = torch.Generator().manual_seed(config.seed)
-    p = augment.params(config.augment)
-    batch_config = type(config)(**{**config.__dict__, "batch_size": rows * cols})
-    x, y = sample_batch(volumes, batch_config, p, gen, "cpu")
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows))
-    for ax, img, cls in zip(axes.flat, x[:, config.context].numpy(), y.numpy()):
-        ax.imshow(img, cmap="gray")
-        ax.imshow(np.ma.masked_equal(cls, 0), cmap="tab10", vmin=0, vmax=9, alpha=0.35, interpolation="nearest")
-        ax.axis("off")
-    fig.suptitle("augmented training patches (centre channel, classes overlaid)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m train.report RUN_DIR [RUN_DIR ...] [--out PNG]``: redraw training curves from
     log.csv; several runs (e.g. a run and its ``--init`` continuation) are drawn one after another."""

@@ -19,7 +19,7 @@ from algorithm.backends import WEIGHTS_NAME, TorchBackend
 from algorithm.config import Config
 from algorithm.model import build_model, load_weights
 from algorithm.preprocess import context_slices
-from train import augment
+from train import augment, synth
 from train.dataset import Volume
 
 log = logging.getLogger("train")
@@ -36,23 +36,40 @@ class ValCase:
     spacing: tuple[float, float, float]
 
 
+def _draw_volume(volumes: list[Volume], p: dict, gen: torch.Generator) -> Volume:
+    """A volume, in proportion to slice counts within its pool: mask-only volumes with
+    probability ``p_mask_only`` (when there are any), volumes with images otherwise."""
+    with_image = [v for v in volumes if v.image is not None]
+    mask_only = [v for v in volumes if v.image is None]
+    pool = with_image
+    if not with_image or (mask_only and torch.rand(1, generator=gen).item() < p["p_mask_only"]):
+        pool = mask_only
+    weights = torch.tensor([v.classes.shape[0] for v in pool], dtype=torch.float)
+    return pool[int(torch.multinomial(weights, 1, generator=gen))]
+
+
 def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of augmented 2.5D patches (B, C, h, w) and class maps (B, h, w).
 
     Slices are drawn in proportion to each volume's slice count; half of the patches are centred
-    on a random foreground pixel (as nnU-Net oversamples foreground), the rest anywhere."""
-    weights = torch.tensor([v.image.shape[0] for v in volumes], dtype=torch.float)
+    on a random foreground pixel (as nnU-Net oversamples foreground), the rest anywhere. Each
+    slice's channels are real, remapped or synthetic, thin or thick (train/synth.py); without
+    ``train`` they are the real image's."""
     chans, classes, centres = [], [], []
     for _ in range(config.batch_size):
-        vol = volumes[int(torch.multinomial(weights, 1, generator=gen))]
-        index = int(torch.randint(vol.image.shape[0], (1,), generator=gen))
+        vol = _draw_volume(volumes, p, gen)
+        index = int(torch.randint(vol.classes.shape[0], (1,), generator=gen))
         cls = torch.from_numpy(vol.classes[index])
         fg = torch.nonzero(cls > 0)
         if len(fg) and torch.rand(1, generator=gen).item() < 0.5:
             centres.append(fg[int(torch.randint(len(fg), (1,), generator=gen))].float())
         else:  # anywhere that keeps the patch inside the slice where it fits
             centres.append(torch.tensor([min(m, n) / 2 + float(torch.rand(1, generator=gen)) * max(0, n - m) for n, m in zip(cls.shape, config.patch)]))
-        chans.append(torch.from_numpy(context_slices(vol.image, index, vol.slice_spacing, config).astype(np.float32)))
+        if train:
+            rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
+            chans.append(torch.from_numpy(synth.sample_channels(vol, index, config, p, rng)))
+        else:
+            chans.append(torch.from_numpy(context_slices(vol.image, index, vol.slice_spacing, config).astype(np.float32)))
         classes.append(cls)
     # pad to a common size (bottom/right, so pixel coordinates stay valid) and transform at once
     hw = (max(c.shape[-2] for c in chans), max(c.shape[-1] for c in chans))

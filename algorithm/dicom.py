@@ -1,0 +1,222 @@
+"""DICOM input: find the series in a folder, say which ones are not sagittal volumes, and read
+each sagittal one into a 3D image whose grid comes from the slices' own positions.
+
+Series are grouped by SeriesInstanceUID (SimpleITK's GDCM series reader). Each series' slice
+headers are checked before any pixel is read: one orientation, one size, slices stacked along
+their normal at one even step. The volume's grid is built from those headers (origin = first
+slice's ImagePositionPatient, direction = row, column, normal; slice spacing = the step between
+positions), so a segmentation written on it lands where the scanner placed the slices.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from algorithm.io import InputError, _reason, check_image
+
+PLANES = ("sagittal", "coronal", "axial")  # by the LPS axis the slice normal is closest to
+NORMAL_TOL = 1e-3  # slices count as parallel when their normals differ by less than this
+STEP_RTOL = 0.01  # allowed deviation of one step between slices from the median step
+POSITION_TOL_MM = 0.01  # allowed in-plane drift of slice positions (rounding in the headers)
+MIN_SERIES_SLICES = 3  # fewer slices than this are a localiser or a single image, not a volume
+NAME_CHARS = 60
+LOCALISER_WORDS = re.compile(r"(?:^|[_-])(?:loc|scout|survey|3_?pl)", re.IGNORECASE)  # in SeriesNumber_SeriesDescription
+
+# DICOM tags read from each slice's header
+POSITION, ORIENTATION, ROWS, COLUMNS = "0020|0032", "0020|0037", "0028|0010", "0028|0011"
+IMAGE_TYPE, DESCRIPTION, NUMBER, FRAMES = "0008|0008", "0008|103e", "0020|0011", "0028|0008"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """The header fields of one DICOM file that place it in the patient."""
+
+    path: Path
+    position: np.ndarray  # ImagePositionPatient, LPS mm
+    row: np.ndarray  # direction of increasing column index
+    column: np.ndarray  # direction of increasing row index
+    size: tuple[int, int]  # columns, rows
+    image_type: str
+    title: str  # SeriesNumber_SeriesDescription
+    frames: int = 1  # NumberOfFrames: more than 1 in an enhanced (multi-frame) file
+
+
+@dataclass(frozen=True)
+class DicomSeries:
+    """One DICOM series: the folder holding its files, their headers in no particular order, and
+    a file-safe name."""
+
+    folder: Path
+    uid: str
+    name: str
+    slices: tuple[Slice, ...]
+    unreadable: tuple[str, ...] = ()  # one line per file whose header could not be used
+    ignored: tuple[str, ...] = ()  # files beside the series that were not read as DICOM
+
+    def __str__(self) -> str:
+        return f"{self.folder}: DICOM series {self.name} ({len(self.slices)} files)"
+
+    def skip_reason(self) -> str | None:
+        """Why this series is not a sagittal volume to segment, or None if it is one.
+
+        A series with mixed orientations or multi-frame files is not skipped: read() says what is wrong.
+        """
+        if not self.slices:
+            return None
+        if any("LOCALIZER" in s.image_type.upper() for s in self.slices):
+            return "localiser (ImageType LOCALIZER)"
+        if LOCALISER_WORDS.search(self.slices[0].title):
+            return f"localiser (series description {self.slices[0].title!r})"
+        if any(s.frames > 1 for s in self.slices):
+            return None
+        if len(self.slices) < MIN_SERIES_SLICES:
+            return f"{len(self.slices)} slice{'s' * (len(self.slices) != 1)}, not a volume"
+        normals = [np.cross(s.row, s.column) for s in self.slices]
+        if any(np.abs(n - normals[0]).max() > NORMAL_TOL for n in normals):
+            return None
+        plane = slice_plane(normals[0])
+        return None if plane == "sagittal" else f"{plane} slices (normal {_vector(normals[0])}), not sagittal"
+
+    def read(self):
+        """The series as one 3D SimpleITK image on the grid of its slice positions; InputError
+        naming the series if the slices do not form one evenly spaced stack or cannot be read."""
+        import SimpleITK as sitk
+
+        if self.unreadable:
+            more = f" (and {len(self.unreadable) - 1} more)" if len(self.unreadable) > 1 else ""
+            raise InputError(f"{self}: {self.unreadable[0]}{more}")
+        ordered, step = self._stack()
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames([str(s.path) for s in ordered])
+        warnings = sitk.ProcessObject.GetGlobalWarningDisplay()
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)  # spacing is checked above, to the tolerance set here
+        try:
+            image = reader.Execute()
+            array = sitk.GetArrayViewFromImage(image)
+        except RuntimeError as err:
+            raise InputError(f"{self}: cannot read pixel data ({_reason(err)})") from None
+        finally:
+            sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+        first = ordered[0]
+        in_plane = image.GetSpacing()[:2]
+        image.SetOrigin(tuple(float(v) for v in first.position))
+        image.SetSpacing((float(in_plane[0]), float(in_plane[1]), step))
+        image.SetDirection(tuple(float(v) for v in np.column_stack([first.row, first.column, np.cross(first.row, first.column)]).ravel()))
+        check_image(image, array, self)
+        return image
+
+    def _stack(self) -> tuple[list[Slice], float]:
+        """Slices sorted along their normal and the step between them; InputError if they are
+        not one stack of parallel, equally sized slices at an even step."""
+        first = self.slices[0]
+        normal = np.cross(first.row, first.column)
+        multi = next((s for s in self.slices if s.frames > 1), None)
+        if multi:
+            raise InputError(f"{self}: {multi.path.name} is a multi-frame (enhanced) DICOM file with {multi.frames} frames; "
+                             "only one slice per file is read (convert it, e.g. with dcm2niix, and segment the .nii.gz)")
+        if any(np.abs(s.row - first.row).max() > NORMAL_TOL or np.abs(s.column - first.column).max() > NORMAL_TOL for s in self.slices):
+            kinds = sorted({slice_plane(np.cross(s.row, s.column)) for s in self.slices})
+            raise InputError(f"{self}: mixed slice orientations ({', '.join(kinds)}) in one series")
+        if len({s.size for s in self.slices}) > 1:
+            raise InputError(f"{self}: slices of different sizes {sorted({s.size for s in self.slices})}")
+        ordered = sorted(self.slices, key=lambda s: float(s.position @ normal))
+        offsets = np.array([s.position for s in ordered])
+        depth = offsets @ normal
+        steps = np.diff(depth)
+        step = float(np.median(steps))
+        if step <= 0 or steps.min() < STEP_RTOL * step:
+            raise InputError(f"{self}: two slices at the same position ({_mm(depth[np.argmin(steps)])} mm along the normal)")
+        worst = int(np.argmax(np.abs(steps - step)))
+        if steps[worst] > 1.5 * step:
+            missing = round(steps[worst] / step) - 1
+            hint = f" (not readable as DICOM beside it: {', '.join(self.ignored[:3])}{', ...' * (len(self.ignored) > 3)})" if self.ignored else ""
+            raise InputError(f"{self}: missing slice{'s' * (missing != 1)}: a gap of {_mm(steps[worst])} mm between slices at "
+                             f"{_mm(depth[worst])} and {_mm(depth[worst + 1])} mm along the normal, where the step is {_mm(step)} mm{hint}")
+        if abs(steps[worst] - step) > STEP_RTOL * step:
+            raise InputError(f"{self}: uneven slice spacing ({_mm(steps.min())}-{_mm(steps.max())} mm between slices)")
+        shift = offsets - offsets[0] - np.outer(depth - depth[0], normal)
+        if np.abs(shift).max() > max(POSITION_TOL_MM, STEP_RTOL * step):
+            raise InputError(f"{self}: slices are not stacked along their normal (in-plane shift up to {_mm(np.abs(shift).max())} mm)")
+        return ordered, float((depth[-1] - depth[0]) / (len(ordered) - 1))
+
+
+def slice_plane(normal: np.ndarray) -> str:
+    """'sagittal', 'coronal' or 'axial': the plane whose LPS axis the slice normal is closest to."""
+    return PLANES[int(np.argmax(np.abs(normal)))]
+
+
+def find_series(folder: Path) -> list[DicomSeries]:
+    """Every DICOM series in ``folder`` and its subfolders, sorted by name; files that are not
+    DICOM are ignored. Names are made unique within the folder."""
+    import SimpleITK as sitk
+
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        listed = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(root, uid) for uid in (sitk.ImageSeriesReader.GetGDCMSeriesIDs(root) if files else ())}
+        ignored = tuple(sorted(set(files) - {Path(f).name for names in listed.values() for f in names}))
+        for uid, names in listed.items():
+            slices, unreadable = [], []
+            for f in names:
+                try:
+                    slices.append(_header(Path(f)))
+                except ValueError as err:
+                    unreadable.append(f"{Path(f).name}: {err}")
+            name = next((s.title for s in slices if s.title), "") or _safe(uid) or "series"
+            found.append((Path(root), uid, name, tuple(slices), tuple(unreadable), ignored))
+    titles = [name for _, _, name, *_ in found]
+    series = [DicomSeries(root, uid, f"{name}_{_safe(uid)[-12:]}" if titles.count(name) > 1 else name, slices, unreadable, ignored)
+              for root, uid, name, slices, unreadable, ignored in found]
+    return sorted(series, key=lambda s: s.name)
+
+
+def _header(path: Path) -> Slice:
+    """The placement fields of one DICOM file; ValueError saying which field is unusable."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.LoadPrivateTagsOff()
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise ValueError(f"unreadable header ({_reason(err)})") from None
+    tag = lambda key: reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""  # noqa: E731
+    position = _numbers(tag(POSITION), 3, "ImagePositionPatient")
+    orientation = _numbers(tag(ORIENTATION), 6, "ImageOrientationPatient")
+    row, column = orientation[:3], orientation[3:]
+    if min(np.linalg.norm(row), np.linalg.norm(column)) < 0.5 or abs(row @ column) > 0.01 * np.linalg.norm(row) * np.linalg.norm(column):
+        raise ValueError(f"invalid ImageOrientationPatient {tag(ORIENTATION)!r}")
+    size = tuple(int(_numbers(tag(key), 1, name)[0]) for key, name in ((COLUMNS, "Columns"), (ROWS, "Rows")))
+    title = _safe("_".join(v for v in (tag(NUMBER), tag(DESCRIPTION)) if v))
+    frames = int(_numbers(tag(FRAMES), 1, "NumberOfFrames")[0]) if tag(FRAMES) else 1
+    return Slice(path, position, row / np.linalg.norm(row), column / np.linalg.norm(column), size, tag(IMAGE_TYPE), title, frames)
+
+
+def _numbers(text: str, count: int, name: str) -> np.ndarray:
+    """``count`` numbers of a DICOM multi-value string; ValueError naming the field otherwise."""
+    try:
+        values = np.array([float(v) for v in text.split("\\")], dtype=float)
+    except ValueError:
+        values = np.array([])
+    if values.shape != (count,) or not np.all(np.isfinite(values)):
+        raise ValueError(f"missing or invalid {name} {text!r}" if text else f"no {name}")
+    return values
+
+
+def _safe(text: str) -> str:
+    """Letters, digits, '-' and '_' only (no dots: the name is also a file stem)."""
+    return re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_")[:NAME_CHARS]
+
+
+def _vector(v: np.ndarray) -> str:
+    return "(" + ", ".join(f"{x:.2f}" for x in v) + ")"
+
+
+def _mm(value: float) -> str:
+    return f"{value:.2f}"

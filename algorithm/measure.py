@@ -1,0 +1,199 @@
+"""Per-level measurements of a SPIDER mask, in mm: vertebral body heights, disc heights and the
+spinal canal's anteroposterior diameter at each disc.
+
+Every structure is measured in its own mid-sagittal slice: the slice through the centroid of its
+voxels along left-right. In that slice:
+
+- the vertebral body is the vertebra's part anterior to the canal's front wall (row by row), its
+  largest connected piece; a disc is its largest connected piece;
+- the endplate direction u is the principal axis of the piece (in mm) closer to anterior-posterior,
+  the height direction v is perpendicular to it;
+- the anterior, middle and posterior heights are the lengths of the piece along v on the lines at
+  EDGE_FRACTION of its depth in from the anterior edge, at the middle of its depth, and at
+  EDGE_FRACTION in from the posterior edge (depth = extent along u);
+- the canal's AP diameter at a disc is the length of canal along u, on the line through the
+  disc's centre, in the canal's own mid-sagittal slice over the disc's height.
+
+A structure too small (under MIN_AREA_MM2 in its slice) or cut by the edge of the image, and a
+disc without canal behind it, get None. Work is done on bounding boxes, so it takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from algorithm.labels import CANAL_LABEL, is_disc, is_vertebra
+
+EDGE_FRACTION = 0.15  # anterior / posterior heights: this fraction of the depth in from each edge
+MIN_AREA_MM2 = 20.0  # a structure smaller than this in its mid-sagittal slice is not measured
+SAMPLES_PER_PIXEL = 4  # sampling density along a measuring line
+HEIGHTS = ("anterior", "middle", "posterior")
+CSV_FIELDS = ("label", "structure", "slice", "anterior_mm", "middle_mm", "posterior_mm", "canal_ap_mm")
+
+
+@dataclass(frozen=True)
+class Chord:
+    """A measured length in one sagittal slice: end points as (S-I, A-P) mm in that slice."""
+
+    start: tuple[float, float]
+    end: tuple[float, float]
+
+    @property
+    def mm(self) -> float:
+        return math.dist(self.start, self.end)
+
+
+@dataclass(frozen=True)
+class Level:
+    """The measurements of one vertebra or disc (None where they could not be made)."""
+
+    label: int
+    structure: str  # "vertebra" or "disc"
+    slice: int | None  # its mid-sagittal slice (canonical axis 0)
+    heights: dict[str, Chord | None]  # anterior, middle, posterior
+    canal: Chord | None = None  # discs only: canal AP diameter at this level
+
+
+def measure(labels: np.ndarray, spacing) -> list[Level]:
+    """Measurements of every vertebra and disc of a canonical mask (axis 0 right->left, 1
+    superior->inferior, 2 anterior->posterior), ordered by label value."""
+    labels = np.asarray(labels)
+    spacing = tuple(float(s) for s in spacing)
+    boxes = ndi.find_objects(labels) if labels.size and labels.max() > 0 else []
+    canal_box = boxes[CANAL_LABEL - 1] if len(boxes) >= CANAL_LABEL else None
+    levels = []
+    for value, box in enumerate(boxes, start=1):
+        if box is None or not (is_vertebra(value) or is_disc(value)):
+            continue
+        levels.append(_measure_one(labels, spacing, value, box, canal_box))
+    return levels
+
+
+def _measure_one(labels, spacing, value: int, box, canal_box) -> Level:
+    structure = "vertebra" if is_vertebra(value) else "disc"
+    s = _mid_slice(labels[box] == value, box[0].start)
+    rows = box[1]
+    piece = labels[s, rows] == value
+    if structure == "vertebra":
+        piece &= _anterior_to_canal(labels[s, rows] == CANAL_LABEL)
+    piece = _largest(piece)
+    if piece.sum() * spacing[1] * spacing[2] < MIN_AREA_MM2:
+        return Level(value, structure, s, dict.fromkeys(HEIGHTS))
+    if _touches_edge(piece, rows, labels.shape[1]):
+        return Level(value, structure, s, dict.fromkeys(HEIGHTS))
+    points = (np.argwhere(piece) + (rows.start, 0)) * spacing[1:]
+    centre, u, v = _axes(points)
+    mask = np.zeros(labels.shape[1:], bool)
+    mask[rows] = piece
+    along = (points - centre) @ u
+    half = 0.5 * (abs(u[0]) * spacing[1] + abs(u[1]) * spacing[2])
+    lo, hi = along.min() - half, along.max() + half
+    reach = float(np.abs((points - centre) @ v).max()) + max(spacing[1:])
+    positions = {"anterior": lo + EDGE_FRACTION * (hi - lo), "middle": (lo + hi) / 2, "posterior": hi - EDGE_FRACTION * (hi - lo)}
+    heights = {name: _chord(mask, spacing, centre + a * u, v, -reach, reach) for name, a in positions.items()}
+    if structure == "vertebra" or canal_box is None:
+        return Level(value, structure, s, heights)
+    canal_rows = slice(max(rows.start, canal_box[1].start), min(rows.stop, canal_box[1].stop))
+    if canal_rows.start >= canal_rows.stop:
+        return Level(value, structure, s, heights)
+    near = labels[canal_box[0], canal_rows] == CANAL_LABEL
+    if not near.any():
+        return Level(value, structure, s, heights)
+    cs = _mid_slice(near, canal_box[0].start)
+    far = float(np.hypot(*(np.array(labels.shape[1:]) * spacing[1:])))
+    canal = _chord(labels[cs] == CANAL_LABEL, spacing, centre, u, 0.0, far, first=True)
+    return Level(value, structure, s, heights, canal)
+
+
+def _mid_slice(crop: np.ndarray, start: int) -> int:
+    """Sagittal slice through the centroid (along axis 0) of a 3D boolean crop."""
+    profile = crop.sum(axis=(1, 2))
+    return start + int(round(float((profile * np.arange(len(profile))).sum() / profile.sum())))
+
+
+def _anterior_to_canal(canal: np.ndarray) -> np.ndarray:
+    """True for pixels anterior to the canal's front wall, row by row (rows without canal take
+    the front of the nearest row with canal); everything if these rows hold no canal."""
+    has = canal.any(axis=1)
+    if not has.any():
+        return np.ones(canal.shape, bool)
+    rows = np.flatnonzero(has)
+    front = np.interp(np.arange(canal.shape[0]), rows, canal[rows].argmax(axis=1))
+    return np.arange(canal.shape[1])[None, :] < front[:, None]
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected piece of a 2D mask."""
+    pieces, count = ndi.label(mask, structure=np.ones((3, 3)))
+    if count <= 1:
+        return pieces > 0
+    return pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
+
+
+def _touches_edge(piece: np.ndarray, rows: slice, n_rows: int) -> bool:
+    """True if a piece (rows ``rows`` of a slice) reaches the slice's border: cut by the field of view."""
+    return bool(piece[:, 0].any() or piece[:, -1].any() or (rows.start == 0 and piece[0].any()) or (rows.stop == n_rows and piece[-1].any()))
+
+
+def _axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centroid, endplate direction u (the principal axis closer to A-P, pointing posterior) and
+    height direction v (perpendicular, pointing inferior) of (S-I, A-P) mm points."""
+    centre = points.mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov((points - centre).T) if len(points) > 2 else np.eye(2))
+    u = max(vectors.T, key=lambda e: abs(e[1]))
+    u = u if u[1] >= 0 else -u
+    v = np.array([u[1], -u[0]])
+    return centre, u, v if v[0] >= 0 else -v
+
+
+def _chord(mask: np.ndarray, spacing, origin: np.ndarray, direction: np.ndarray, t0: float, t1: float, first: bool = False) -> Chord | None:
+    """The run of ``mask`` pixels along the line origin + t * direction (mm), t in [t0, t1],
+    sampled at a quarter pixel with nearest-neighbour lookup: the longest run, or with ``first``
+    the first one; None if the line meets no pixel of the mask."""
+    step = min(spacing[1:]) / SAMPLES_PER_PIXEL
+    t = np.arange(t0, t1 + step / 2, step)
+    pts = origin[None, :] + t[:, None] * direction[None, :]
+    idx = np.rint(pts / np.asarray(spacing[1:])).astype(int)
+    inside = np.all((idx >= 0) & (idx < mask.shape), axis=1)
+    hit = np.zeros(len(t), bool)
+    hit[inside] = mask[idx[inside, 0], idx[inside, 1]]
+    if not hit.any():
+        return None
+    edges = np.diff(np.concatenate([[0], hit.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    k = 0 if first else int(np.argmax(stops - starts))
+    a, b = t[starts[k]] - step / 2, t[stops[k] - 1] + step / 2
+    return Chord(tuple(origin + a * direction), tuple(origin + b * direction))
+
+
+def as_json(levels: list[Level]) -> dict:
+    """The measurements as a JSON-ready dict (mm, 2 decimals, null where not measured)."""
+    out: dict = {"unit": "mm", "edge_fraction": EDGE_FRACTION, "vertebrae": {}, "discs": {}}
+    for level in levels:
+        entry = {"slice": level.slice, **{name: _mm(chord) for name, chord in level.heights.items()}}
+        if level.structure == "disc":
+            entry["canal_ap_diameter"] = _mm(level.canal)
+        out["vertebrae" if level.structure == "vertebra" else "discs"][str(level.label)] = entry
+    return out
+
+
+def write_csv(levels: list[Level], path: Path) -> Path:
+    """One row per structure; empty cells where not measured."""
+    with Path(path).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_FIELDS)
+        for level in levels:
+            canal = _mm(level.canal) if level.structure == "disc" else None
+            row = [level.label, level.structure, level.slice, *(_mm(level.heights[h]) for h in HEIGHTS), canal]
+            writer.writerow(["" if v is None else v for v in row])
+    return Path(path)
+
+
+def _mm(chord: Chord | None) -> float | None:
+    return None if chord is None else round(chord.mm, 2)

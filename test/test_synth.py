@@ -1,0 +1,140 @@
+"""Contrast and acquisition randomisation (train/synth.py), mask-only volumes, the training
+cache key, and the per-contrast scorer (train/score.py), on small synthetic arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+import torch  # noqa: E402
+
+from algorithm.config import Config  # noqa: E402
+from train import augment, dataset, synth  # noqa: E402
+from train.dataset import Case, Volume  # noqa: E402
+from train.score import score_case  # noqa: E402
+from train.train import sample_batch  # noqa: E402
+
+CONFIG = Config(context=1, context_mm=3.5, patch=(32, 32), batch_size=4, widths=(4, 8))
+
+
+def toy_labels(n: int = 12, h: int = 48, w: int = 40) -> np.ndarray:
+    """A column of three vertebrae with discs between them, and a canal behind, in every slice."""
+    labels = np.zeros((n, h, w), np.int16)
+    for k, top in enumerate((4, 18, 32)):
+        labels[:, top : top + 10, 8:24] = 3 - k
+        if k < 2:
+            labels[:, top + 10 : top + 14, 8:24] = 200 + 2 - k
+    labels[:, :, 27:31] = 100
+    return labels
+
+
+def toy_volume(n: int = 12, spacing: float = 0.9, image: bool = True, seed: int = 0) -> Volume:
+    labels = toy_labels(n)
+    tissues = synth.instance_tissues(labels)
+    from algorithm.labels import to_classes
+
+    img = None
+    if image:
+        img = np.random.default_rng(seed).normal(size=labels.shape).astype(np.float16)
+        tissues = synth.background_tissues(img, tissues)
+    return Volume("toy", img, to_classes(labels), spacing, tissues)
+
+
+def test_instance_tissues_maps_every_structure_to_its_own_id():
+    labels = np.array([0, 1, 2, 101, 100, 201, 202, 24, 224])
+    t = synth.instance_tissues(labels)
+    assert t[0] == 0 and t[4] == synth.CANAL_TISSUE
+    assert t[1] == t[3] == synth.VERTEBRA_TISSUE + 1  # 1 and its partially visible twin 101
+    assert t[1] != t[2] and synth.VERTEBRA_TISSUE <= t[7] < synth.DISC_TISSUE
+    assert t[5] != t[6] and synth.DISC_TISSUE <= t[8] < synth.N_TISSUES
+
+
+def test_background_tissues_cluster_plateaus_in_order():
+    image = np.repeat(np.repeat(np.array([[0.0, 1.0], [2.0, 3.0]]), 20, 0), 20, 1)[None].repeat(2, 0)
+    tissues = np.zeros(image.shape, np.uint8)
+    tissues[:, :3, :3] = synth.CANAL_TISSUE  # a structure: must stay untouched
+    out = synth.background_tissues(image, tissues)
+    assert (out[:, :3, :3] == synth.CANAL_TISSUE).all()
+    assert out[0, 10, 30] == 1 and out[0, 30, 10] == 2 and out[0, 30, 30] == 3 and out[0, 10, 10] == 0
+
+
+def test_tissue_intensities_give_every_ordering_of_canal_and_vertebra():
+    rng = np.random.default_rng(0)
+    luts = [synth.tissue_intensities(rng) for _ in range(300)]
+    canal_brighter = [lut[synth.CANAL_TISSUE] > lut[synth.VERTEBRA_TISSUE] for lut in luts]
+    disc_brighter = [lut[synth.DISC_TISSUE] > lut[synth.VERTEBRA_TISSUE] for lut in luts]
+    assert 0.2 < np.mean(canal_brighter) < 0.8 and 0.2 < np.mean(disc_brighter) < 0.8
+    assert all(((lut >= 0) & (lut <= 1)).all() for lut in luts)
+
+
+def test_remap_moves_tissues_and_keeps_texture_finite():
+    vol = toy_volume()
+    out = synth.remap(vol.image, vol.tissues, np.random.default_rng(1))
+    assert out.shape == vol.image.shape and np.isfinite(out).all()
+    means = [out[vol.tissues == t].mean() for t in np.unique(vol.tissues)]
+    assert np.ptp(means) > 0.1  # tissues no longer share one level
+
+
+def test_thick_slices_average_slabs_and_interpolate_context_between_them():
+    n = 40
+    ramp = np.arange(n, dtype=np.float16)[:, None, None] * np.ones((1, 8, 8), np.float16)
+    vol = Volume("ramp", ramp, np.zeros((n, 8, 8), np.uint8), 0.9, np.zeros((n, 8, 8), np.uint8))
+    p = augment.params({"thick_min": 4.5, "thick_max": 4.5})
+    channels = synth.thick_slices(vol, 20, CONFIG, p, "real", np.random.default_rng(0), None)
+    assert channels.shape == (3, 8, 8)
+    assert channels[1, 0, 0] == pytest.approx(20.0)  # symmetric slab around slice 20
+    # context 3.5 mm away, interpolated between slabs: about 3.9 slices of 0.9 mm either side
+    assert channels[0, 0, 0] == pytest.approx(20 - 3.5 / 0.9, abs=0.6)
+    assert channels[2, 0, 0] == pytest.approx(20 + 3.5 / 0.9, abs=0.6)
+
+
+def test_no_context_repeats_the_centre_slice():
+    vol = toy_volume()
+    channels = synth.sample_channels(vol, 5, CONFIG, augment.params({"p_nocontext": 1.0}), np.random.default_rng(0))
+    assert np.array_equal(channels[0], channels[1]) and np.array_equal(channels[2], channels[1])
+
+
+@pytest.mark.parametrize("overrides", [{"p_synth": 1.0}, {"p_remap": 1.0}, {"p_thick": 1.0}, {"p_thick": 1.0, "p_synth": 1.0}])
+def test_every_kind_of_sample_is_normalised_and_finite(overrides):
+    channels = synth.sample_channels(toy_volume(), 6, CONFIG, augment.params(overrides), np.random.default_rng(2))
+    assert channels.shape == (3, 48, 40) and channels.dtype == np.float32 and np.isfinite(channels).all()
+    if "p_synth" in overrides or "p_remap" in overrides:
+        assert abs(channels.mean()) < 0.5 and 0.5 < channels.std() < 1.5
+
+
+def test_mask_only_volumes_are_drawn_synthetic_and_aligned():
+    volumes = [toy_volume(), toy_volume(n=5, spacing=4.0, image=False)]
+    p = augment.params({"p_mask_only": 1.0, "p_rotate": 0, "p_scale": 0, "p_elastic": 0})
+    x, y = sample_batch(volumes, CONFIG, p, torch.Generator().manual_seed(0), "cpu")
+    assert x.shape == (4, 3, 32, 32) and torch.isfinite(x).all()
+    assert set(torch.unique(y).tolist()) <= {0, 1, 2, 3}
+
+
+def test_cache_key_follows_the_preprocessing_code(tmp_path, monkeypatch):
+    for name in ("i.mha", "m.mha"):
+        (tmp_path / name).write_bytes(b"x")
+    case = Case("1_t2", tmp_path / "i.mha", tmp_path / "m.mha", "training")
+    monkeypatch.setattr(dataset, "preprocessing_version", lambda: "old")
+    before = dataset._cache_key(case, CONFIG)
+    monkeypatch.setattr(dataset, "preprocessing_version", lambda: "new")
+    assert dataset._cache_key(case, CONFIG) != before
+
+
+def test_preprocessing_version_is_stable():
+    assert dataset.preprocessing_version() == dataset.preprocessing_version()
+
+
+def test_score_case_counts_levels_and_ignores_partial_vertebrae():
+    ref = np.zeros((1, 20, 10), np.int32)
+    ref[0, 0:5], ref[0, 5:7], ref[0, 7:12], ref[0, 15:20] = 2, 201, 1, 101
+    pred = np.zeros_like(ref)
+    pred[0, 0:12] = 3  # one label over both levels: covers each fully, so both are found...
+    pred[0, 5:7] = 202
+    pred[0, 15:20] = 5  # ...and the prediction on the partially visible vertebra is ignored
+    s = score_case(ref, pred, ("vertebra", "disc", "canal"))
+    assert s["levels"] == 2 and s["levels_found"] == 2
+    assert s["vertebra"] == pytest.approx(1.0) and s["disc"] == pytest.approx(1.0) and np.isnan(s["canal"])
+    pred[0, 7:12] = 0
+    assert score_case(ref, pred, ("vertebra",))["levels_found"] == 1

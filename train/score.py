@@ -1,0 +1,161 @@
+"""Score a model on every real validation set here, per contrast, in one command.
+
+    python -m train.score --model DIR [--data ../shared/data] [--json scores.json]
+
+Sets (``../shared/data``, see its README): ``spider-slices/t2`` (all 52 slices, and the slices
+with canal), ``spider-slices/t1t2-vertebrae`` central slices (>= 5,000 vertebra pixels) per
+contrast, vertebra class only (its discs and canal are unlabelled), and the T2-SPACE validation
+subset of ``spider-t2space``. Every case goes through the inference pipeline with
+post-processing. The slices are validation data: never train on them.
+
+Metrics: class Dice (vertebra, disc, canal; mean over cases) and "levels found", the share of
+reference vertebra levels of which one predicted label covers at least 50 % of the pixels.
+Partially visible vertebrae (101-125) are ignored: left out of both masks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from algorithm.labels import VERTEBRA, to_classes
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CENTRAL_VERTEBRA_PX = 5000
+KEYS = ("vertebra", "disc", "canal")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One reference case of a set: image and mask files, and which classes are labelled."""
+
+    name: str
+    image: Path
+    mask: Path
+    classes: tuple[str, ...]
+
+
+def _rows(folder: Path) -> list[dict[str, str]]:
+    with (folder / "overview.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def validation_sets(data: Path) -> dict[str, list[Item]]:
+    """The sets to score, by name; a set whose folder is missing is left out."""
+    sets: dict[str, list[Item]] = {}
+
+    def item(folder: Path, name: str, classes: tuple[str, ...]) -> Item:
+        return Item(name, folder / "images" / f"{name}.mha", folder / "masks" / f"{name}.mha", classes)
+
+    t2 = data / "spider-slices" / "t2"
+    if t2.is_dir():
+        rows = _rows(t2)
+        sets["t2 slices, all"] = [item(t2, r["name"], KEYS) for r in rows]
+        sets["t2 slices, with canal"] = [item(t2, r["name"], KEYS) for r in rows if int(r["canal_px"]) > 0]
+    vert = data / "spider-slices" / "t1t2-vertebrae"
+    if vert.is_dir():
+        for contrast in ("T1", "T2"):
+            sets[f"{contrast} central slices (vertebra)"] = [
+                item(vert, r["name"], ("vertebra",)) for r in _rows(vert)
+                if r["contrast"] == contrast and int(r["vertebra_px"]) >= CENTRAL_VERTEBRA_PX
+            ]
+    space = data / "spider-t2space"
+    if space.is_dir():
+        sets["T2-SPACE validation"] = [
+            item(space, r["new_file_name"], KEYS) for r in _rows(space) if r["subset"] == "validation"
+        ]
+    return sets
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 2 * int((a & b).sum()) / total if total else math.nan
+
+
+def score_case(reference: np.ndarray, prediction: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """Class Dice of the labelled classes and vertebra levels found/total of one case (SPIDER
+    values in both arrays; partially visible reference vertebrae 101-125 are ignored)."""
+    ignore = (reference > 100) & (reference < 200)
+    reference = np.where(ignore, 0, reference)
+    prediction = np.where(ignore, 0, prediction)
+    ref_cls, pred_cls = to_classes(reference), to_classes(prediction)
+    scores = {key: _dice(ref_cls == c, pred_cls == c) for c, key in enumerate(KEYS, start=VERTEBRA) if key in classes}
+    levels = [v for v in np.unique(reference) if 0 < v < 100]
+    found = 0
+    for level in levels:
+        inside = prediction[reference == level]
+        inside = inside[(inside > 0) & (to_classes(inside) == VERTEBRA)]
+        if inside.size and np.bincount(inside).max() >= 0.5 * (reference == level).sum():
+            found += 1
+    return {**scores, "levels_found": found, "levels": len(levels)}
+
+
+def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Segment every case of every set with the model and return per-set metrics."""
+    import SimpleITK as sitk
+    from tqdm import tqdm
+
+    from algorithm.geometry import orientation
+    from algorithm.io import read_image
+    from algorithm.pipeline import Segmenter, segment_volume
+
+    segmenter = Segmenter.load(model_dir, backend=backend)
+    results = {}
+    for name, items in validation_sets(data).items():
+        if sets and name not in sets:
+            continue
+        per_case = []
+        for it in tqdm(items, desc=name, unit="case", leave=False):
+            image = read_image(it.image)
+            orient = orientation(image.GetDirection(), image.GetSpacing())
+            volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
+            reference = orient.to_canonical(sitk.GetArrayFromImage(read_image(it.mask))).astype(np.int32)
+            prediction = segment_volume(np.ascontiguousarray(volume), orient.spacing, segmenter).astype(np.int32)
+            per_case.append(score_case(reference, prediction, it.classes))
+        summary: dict[str, float] = {"cases": len(per_case)}
+        for key in KEYS:
+            values = [c[key] for c in per_case if key in c and not math.isnan(c[key])]
+            if values:
+                summary[key] = float(np.mean(values))
+        levels = sum(c["levels"] for c in per_case)
+        summary["levels_found"] = sum(c["levels_found"] for c in per_case) / levels if levels else math.nan
+        results[name] = summary
+    return results
+
+
+def format_scores(results: dict[str, dict[str, float]]) -> str:
+    """A Markdown table: one row per set."""
+    lines = ["| set | cases | vertebra | disc | canal | levels found |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, s in results.items():
+        cells = [f"{s[k]:.3f}" if k in s else "" for k in (*KEYS, "levels_found")]
+        lines.append(f"| {name} | {s['cases']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with spider-slices/ and spider-t2space/")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"))
+    parser.add_argument("--set", action="append", dest="sets", help="score only this set (repeatable)")
+    parser.add_argument("--json", type=Path, help="write the scores here")
+    args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        print(f"train.score: error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
+        return 1
+    results = score_sets(args.model, args.data, args.backend, args.sets)
+    print(format_scores(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
