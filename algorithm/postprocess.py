@@ -823,8 +823,8 @@ def _merge_and_split_bodies(verts: np.ndarray, vparts: _Parts, contacts: dict, c
                 records.append({"action": "merged", "class": "vertebra", "id": int(v), "into": int(host), "reason": "two pieces of one body touching one disc from the same side"})
     ordered = sorted((v for v in heights if lut[v] == v), key=lambda v: profiles[v][1])
     for upper, lower in zip(ordered, ordered[1:]):
-        if upper in merged or frozenset((upper, lower)) in between:
-            continue
+        if upper in merged or frozenset((upper, lower)) in between or upper == ordered[0] or lower == ordered[-1]:
+            continue  # the end bodies may be short because the field of view cuts them
         if span(upper, lower) <= MERGE_RATIO * median and min(heights[upper], heights[lower]) < SHORT_RATIO * median:
             lut[lower] = upper
             merged |= {upper, lower}
