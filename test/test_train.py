@@ -83,7 +83,7 @@ def test_distributed_training_with_torchrun(tmp_path, dataset):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "train.cli",
            "--data", str(dataset), "--out", str(out), "--config", str(tiny_config(tmp_path)), "--epochs", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "model.pt").is_file() and len((out / "log.csv").read_text().splitlines()) == 2
 
