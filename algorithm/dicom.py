@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from algorithm.geometry import PLANE_NORMAL_TO
 from algorithm.io import InputError, _reason, check_image
 
-PLANES = ("sagittal", "coronal", "axial")  # by the LPS axis the slice normal is closest to
 NORMAL_TOL = 1e-3  # slices count as parallel when their normals differ by less than this
 STEP_RTOL = 0.01  # allowed deviation of one step between slices from the median step
 POSITION_TOL_MM = 0.01  # allowed in-plane drift of slice positions (rounding in the headers)
@@ -147,7 +147,7 @@ class DicomSeries:
 
 def slice_plane(normal: np.ndarray) -> str:
     """'sagittal', 'coronal' or 'axial': the plane whose LPS axis the slice normal is closest to."""
-    return PLANES[int(np.argmax(np.abs(normal)))]
+    return PLANE_NORMAL_TO[int(np.argmax(np.abs(normal)))]
 
 
 def find_series(folder: Path) -> list[DicomSeries]:

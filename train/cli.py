@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     train_cases, val_cases = split(list_cases(args.data), args.fold)
     held_out = {c.patient for c in val_cases}
     train_cases += [c for folder in args.masks for c in list_masks(folder) if c.patient not in held_out]
-    train_cases = [c for c in train_cases if c.name not in set(args.exclude)]
+    excluded = set(args.exclude)
+    train_cases = [c for c in train_cases if c.name not in excluded]
     cache = args.cache or args.out.parent / "cache"
     volumes = load_volumes(train_cases, config, cache)
     if not any(v.image is not None for v in volumes):

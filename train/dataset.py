@@ -7,6 +7,7 @@ tissue map and no image; training draws synthetic images for them (train/synth.p
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -94,6 +95,7 @@ def split(cases: list[Case], fold: int | None = None, folds: int = 5) -> tuple[l
     return [c for c in cases if c.patient not in held], [c for c in cases if c.patient in held]
 
 
+@functools.cache
 def preprocessing_version() -> str:
     """Hash of the code that turns a case into a cached Volume (preprocessing, label mapping,
     tissue maps): a change to any of it invalidates the cache."""

@@ -19,25 +19,16 @@ ROWS = {  # row title -> augmentation overrides that force one kind of sample
 
 
 def reference_slices(folder: Path, config: Config, count: int) -> list[tuple[str, np.ndarray]]:
-    """Up to ``count`` real slices per contrast from spider-slices/t1t2-vertebrae (central ones),
+    """Up to ``count`` real central slices per contrast from spider-slices/t1t2-vertebrae,
     preprocessed as inference does."""
-    import csv
-
-    import SimpleITK as sitk
-
-    from algorithm.geometry import orientation
-    from algorithm.io import read_image
     from algorithm.preprocess import preprocess
+    from train.score import central_slices
 
-    with (folder / "overview.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["vertebra_px"]) >= 5000]
     out = []
     for contrast in ("T1", "T2"):
-        for row in [r for r in rows if r["contrast"] == contrast][:count]:
-            image = read_image(folder / "images" / f"{row['name']}.mha")
-            orient = orientation(image.GetDirection(), image.GetSpacing())
-            volume = orient.to_canonical(sitk.GetArrayFromImage(image))
-            out.append((f"real {contrast}", preprocess(volume, orient.spacing, config)[0]))
+        for it in central_slices(folder, contrast)[:count]:
+            volume, _, spacing = it.load()
+            out.append((f"real {contrast}", preprocess(volume, spacing, config)[0]))
     return out
 
 

@@ -41,19 +41,33 @@ class Item:
     mask: Path
     classes: tuple[str, ...]
 
+    def load(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+        """Image and mask in the canonical layout, with the canonical spacing (train.dataset's reader)."""
+        from train.dataset import Case, load_canonical
+
+        return load_canonical(Case(self.name, self.image, self.mask, ""))
+
 
 def _rows(folder: Path) -> list[dict[str, str]]:
     with (folder / "overview.csv").open(newline="") as f:
         return list(csv.DictReader(f))
 
 
+def item(folder: Path, name: str, classes: tuple[str, ...]) -> Item:
+    """The case ``name`` of a folder with images/ and masks/."""
+    return Item(name, folder / "images" / f"{name}.mha", folder / "masks" / f"{name}.mha", classes)
+
+
+def central_slices(folder: Path, contrast: str) -> list[Item]:
+    """The central slices (at least CENTRAL_VERTEBRA_PX vertebra pixels) of one contrast of
+    spider-slices/t1t2-vertebrae, vertebra class only."""
+    return [item(folder, r["name"], ("vertebra",)) for r in _rows(folder)
+            if r["contrast"] == contrast and int(r["vertebra_px"]) >= CENTRAL_VERTEBRA_PX]
+
+
 def validation_sets(data: Path) -> dict[str, list[Item]]:
     """The sets to score, by name; a set whose folder is missing is left out."""
     sets: dict[str, list[Item]] = {}
-
-    def item(folder: Path, name: str, classes: tuple[str, ...]) -> Item:
-        return Item(name, folder / "images" / f"{name}.mha", folder / "masks" / f"{name}.mha", classes)
-
     t2 = data / "spider-slices" / "t2"
     if t2.is_dir():
         rows = _rows(t2)
@@ -62,10 +76,7 @@ def validation_sets(data: Path) -> dict[str, list[Item]]:
     vert = data / "spider-slices" / "t1t2-vertebrae"
     if vert.is_dir():
         for contrast in ("T1", "T2"):
-            sets[f"{contrast} central slices (vertebra)"] = [
-                item(vert, r["name"], ("vertebra",)) for r in _rows(vert)
-                if r["contrast"] == contrast and int(r["vertebra_px"]) >= CENTRAL_VERTEBRA_PX
-            ]
+            sets[f"{contrast} central slices (vertebra)"] = central_slices(vert, contrast)
     space = data / "spider-t2space"
     if space.is_dir():
         sets["T2-SPACE validation"] = [
@@ -99,11 +110,8 @@ def score_case(reference: np.ndarray, prediction: np.ndarray, classes: tuple[str
 
 def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Segment every case of every set with the model and return per-set metrics."""
-    import SimpleITK as sitk
     from tqdm import tqdm
 
-    from algorithm.geometry import orientation
-    from algorithm.io import read_image
     from algorithm.pipeline import Segmenter, segment_volume
 
     segmenter = Segmenter.load(model_dir, backend=backend)
@@ -113,12 +121,9 @@ def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: 
             continue
         per_case = []
         for it in tqdm(items, desc=name, unit="case", leave=False):
-            image = read_image(it.image)
-            orient = orientation(image.GetDirection(), image.GetSpacing())
-            volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
-            reference = orient.to_canonical(sitk.GetArrayFromImage(read_image(it.mask))).astype(np.int32)
-            prediction = segment_volume(np.ascontiguousarray(volume), orient.spacing, segmenter).astype(np.int32)
-            per_case.append(score_case(reference, prediction, it.classes))
+            volume, reference, spacing = it.load()
+            prediction = segment_volume(volume, spacing, segmenter).astype(np.int32)
+            per_case.append(score_case(reference.astype(np.int32), prediction, it.classes))
         summary: dict[str, float] = {"cases": len(per_case)}
         for key in KEYS:
             values = [c[key] for c in per_case if key in c and not math.isnan(c[key])]

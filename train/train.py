@@ -36,15 +36,19 @@ class ValCase:
     spacing: tuple[float, float, float]
 
 
-def _draw_volume(volumes: list[Volume], p: dict, gen: torch.Generator) -> Volume:
+def _pools(volumes: list[Volume]) -> list[tuple[list[Volume], torch.Tensor]]:
+    """(volumes with images, mask-only volumes), each with its slice counts as sampling weights."""
+    pools = [[v for v in volumes if v.image is not None], [v for v in volumes if v.image is None]]
+    return [(pool, torch.tensor([v.classes.shape[0] for v in pool], dtype=torch.float)) for pool in pools]
+
+
+def _draw_volume(pools: list[tuple[list[Volume], torch.Tensor]], p: dict, gen: torch.Generator) -> Volume:
     """A volume, in proportion to slice counts within its pool: mask-only volumes with
     probability ``p_mask_only`` (when there are any), volumes with images otherwise."""
-    with_image = [v for v in volumes if v.image is not None]
-    mask_only = [v for v in volumes if v.image is None]
-    pool = with_image
+    (with_image, image_weights), (mask_only, mask_weights) = pools
+    pool, weights = with_image, image_weights
     if not with_image or (mask_only and torch.rand(1, generator=gen).item() < p["p_mask_only"]):
-        pool = mask_only
-    weights = torch.tensor([v.classes.shape[0] for v in pool], dtype=torch.float)
+        pool, weights = mask_only, mask_weights
     return pool[int(torch.multinomial(weights, 1, generator=gen))]
 
 
@@ -56,8 +60,9 @@ def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Gene
     slice's channels are real, remapped or synthetic, thin or thick (train/synth.py); without
     ``train`` they are the real image's."""
     chans, classes, centres = [], [], []
+    pools = _pools(volumes)
     for _ in range(config.batch_size):
-        vol = _draw_volume(volumes, p, gen)
+        vol = _draw_volume(pools, p, gen)
         index = int(torch.randint(vol.classes.shape[0], (1,), generator=gen))
         cls = torch.from_numpy(vol.classes[index])
         fg = torch.nonzero(cls > 0)
