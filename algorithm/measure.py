@@ -6,8 +6,10 @@ voxels along left-right. In that slice:
 
 - the vertebral body is the vertebra's part anterior to the canal's front wall (row by row), its
   largest connected piece; a disc is its largest connected piece;
-- the endplate direction u is the principal axis of the piece (in mm) closer to anterior-posterior,
-  the height direction v is perpendicular to it;
+- the endplate direction u of a disc is the principal axis of the piece (in mm) closer to
+  anterior-posterior; a vertebral body takes the mean direction of the discs above and below it
+  (a body is about as tall as it is deep, so its own principal axes are arbitrary), and its own
+  principal axis only where it has no disc; the height direction v is perpendicular to u;
 - the anterior, middle and posterior heights are the lengths of the piece along v on the lines at
   EDGE_FRACTION of its depth in from the anterior edge, at the middle of its depth, and at
   EDGE_FRACTION in from the posterior edge (depth = extent along u);
@@ -22,13 +24,13 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from algorithm.labels import CANAL_LABEL, is_disc, is_vertebra
+from algorithm.labels import CANAL_LABEL, DISC_OFFSET, PARTIAL_OFFSET, is_disc, is_vertebra
 
 EDGE_FRACTION = 0.15  # anterior / posterior heights: this fraction of the depth in from each edge
 MIN_AREA_MM2 = 20.0  # a structure smaller than this in its mid-sagittal slice is not measured
@@ -58,6 +60,7 @@ class Level:
     slice: int | None  # its mid-sagittal slice (canonical axis 0)
     heights: dict[str, Chord | None]  # anterior, middle, posterior
     canal: Chord | None = None  # discs only: canal AP diameter at this level
+    direction: np.ndarray | None = field(default=None, compare=False, repr=False)  # endplate direction u (S-I, A-P)
 
 
 def measure(labels: np.ndarray, spacing) -> list[Level]:
@@ -67,15 +70,30 @@ def measure(labels: np.ndarray, spacing) -> list[Level]:
     spacing = tuple(float(s) for s in spacing)
     boxes = ndi.find_objects(labels) if labels.size and labels.max() > 0 else []
     canal_box = boxes[CANAL_LABEL - 1] if len(boxes) >= CANAL_LABEL else None
+    discs = {value: _measure_one(labels, spacing, value, box, canal_box)
+             for value, box in enumerate(boxes, start=1) if box is not None and is_disc(value)}
+    directions = {value: level.direction for value, level in discs.items() if level.direction is not None}
     levels = []
     for value, box in enumerate(boxes, start=1):
-        if box is None or not (is_vertebra(value) or is_disc(value)):
-            continue
-        levels.append(_measure_one(labels, spacing, value, box, canal_box))
+        if box is not None and is_vertebra(value):
+            k = value % PARTIAL_OFFSET
+            near = [directions[d] for d in (DISC_OFFSET + k, DISC_OFFSET + k + 1) if d in directions]
+            levels.append(_measure_one(labels, spacing, value, box, canal_box, _mean_direction(near)))
+        elif value in discs:
+            levels.append(discs[value])
     return levels
 
 
-def _measure_one(labels, spacing, value: int, box, canal_box) -> Level:
+def _mean_direction(directions: list[np.ndarray]) -> np.ndarray | None:
+    """Unit mean of unit (S-I, A-P) directions that all point posterior; None for none."""
+    if not directions:
+        return None
+    mean = np.sum(directions, axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def _measure_one(labels, spacing, value: int, box, canal_box, direction: np.ndarray | None = None) -> Level:
+    """One structure's measurements; ``direction``: its endplate direction u, else its own principal axis."""
     structure = "vertebra" if is_vertebra(value) else "disc"
     s = _mid_slice(labels[box] == value, box[0].start)
     rows = box[1]
@@ -88,7 +106,7 @@ def _measure_one(labels, spacing, value: int, box, canal_box) -> Level:
     if _touches_edge(piece, rows, labels.shape[1]):
         return Level(value, structure, s, dict.fromkeys(HEIGHTS))
     points = (np.argwhere(piece) + (rows.start, 0)) * spacing[1:]
-    centre, u, v = _axes(points)
+    centre, u, v = _axes(points, direction)
     mask = np.zeros(labels.shape[1:], bool)
     mask[rows] = piece
     along = (points - centre) @ u
@@ -98,17 +116,17 @@ def _measure_one(labels, spacing, value: int, box, canal_box) -> Level:
     positions = {"anterior": lo + EDGE_FRACTION * (hi - lo), "middle": (lo + hi) / 2, "posterior": hi - EDGE_FRACTION * (hi - lo)}
     heights = {name: _chord(mask, spacing, centre + a * u, v, -reach, reach) for name, a in positions.items()}
     if structure == "vertebra" or canal_box is None:
-        return Level(value, structure, s, heights)
+        return Level(value, structure, s, heights, direction=u)
     canal_rows = slice(max(rows.start, canal_box[1].start), min(rows.stop, canal_box[1].stop))
     if canal_rows.start >= canal_rows.stop:
-        return Level(value, structure, s, heights)
+        return Level(value, structure, s, heights, direction=u)
     near = labels[canal_box[0], canal_rows] == CANAL_LABEL
     if not near.any():
-        return Level(value, structure, s, heights)
+        return Level(value, structure, s, heights, direction=u)
     cs = _mid_slice(near, canal_box[0].start)
     far = float(np.hypot(*(np.array(labels.shape[1:]) * spacing[1:])))
     canal = _chord(labels[cs] == CANAL_LABEL, spacing, centre, u, 0.0, far, first=True)
-    return Level(value, structure, s, heights, canal)
+    return Level(value, structure, s, heights, canal, u)
 
 
 def _mid_slice(crop: np.ndarray, start: int) -> int:
@@ -141,12 +159,15 @@ def _touches_edge(piece: np.ndarray, rows: slice, n_rows: int) -> bool:
     return bool(piece[:, 0].any() or piece[:, -1].any() or (rows.start == 0 and piece[0].any()) or (rows.stop == n_rows and piece[-1].any()))
 
 
-def _axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centroid, endplate direction u (the principal axis closer to A-P, pointing posterior) and
-    height direction v (perpendicular, pointing inferior) of (S-I, A-P) mm points."""
+def _axes(points: np.ndarray, direction: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centroid, endplate direction u (``direction``, else the principal axis closer to A-P;
+    pointing posterior) and height direction v (perpendicular, pointing inferior) of (S-I, A-P)
+    mm points."""
     centre = points.mean(axis=0)
-    _, vectors = np.linalg.eigh(np.cov((points - centre).T) if len(points) > 2 else np.eye(2))
-    u = max(vectors.T, key=lambda e: abs(e[1]))
+    if direction is None:
+        _, vectors = np.linalg.eigh(np.cov((points - centre).T) if len(points) > 2 else np.eye(2))
+        direction = max(vectors.T, key=lambda e: abs(e[1]))
+    u = np.asarray(direction, dtype=float)
     u = u if u[1] >= 0 else -u
     v = np.array([u[1], -u[0]])
     return centre, u, v if v[0] >= 0 else -v

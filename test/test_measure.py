@@ -59,6 +59,24 @@ def test_tilted_wedge_vertebra_with_posterior_elements(angle):
         assert abs(got[name] - want[name]) <= one_voxel(), (name, got, want)
 
 
+@pytest.mark.parametrize("angle", [20.0, -25.0])
+def test_square_body_is_measured_across_its_discs_not_along_its_diagonal(angle):
+    """A body as tall as it is deep has no principal axis of its own: its heights are taken
+    perpendicular to the discs above and below it."""
+    shape = (5, 300, 260)
+    labels = np.zeros(shape, np.int16)
+    centre = np.array((75.0, 70.0))
+    body, u, v = trapezoid(shape[1:], SPACING, tuple(centre), angle, 30.0, 30.0, 30.0)
+    upper, *_ = trapezoid(shape[1:], SPACING, tuple(centre - 20.0 * v), angle, 34.0, 10.0, 10.0)
+    lower, *_ = trapezoid(shape[1:], SPACING, tuple(centre + 20.0 * v), angle, 34.0, 10.0, 10.0)
+    labels[1:4][:, body] = 2
+    labels[1:4][:, upper & ~body] = 203
+    labels[1:4][:, lower & ~body] = 202
+    level = {lv.label: lv for lv in measure(labels, SPACING)}[2]
+    for name, got in heights_of(level).items():
+        assert abs(got - 30.0) <= one_voxel(), (name, heights_of(level))
+
+
 @pytest.mark.parametrize("angle", [0.0, 15.0])
 def test_tilted_disc_and_canal_diameter(angle):
     shape = (5, 200, 240)
