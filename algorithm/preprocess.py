@@ -3,9 +3,13 @@ normalisation and 2.5D context. Arrays are in the canonical layout (see geometry
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from algorithm.config import Config
+
+SUM_CHUNK = 1 << 18
 
 
 def _source(n_in: int, n_out: int) -> np.ndarray:
@@ -46,15 +50,38 @@ def model_shape(shape: tuple[int, int], spacing: tuple[float, float], config: Co
     return tuple(max(1, int(round(n * s / config.spacing))) for n, s in zip(shape, spacing))
 
 
+def as_float32(volume: np.ndarray, block: int = 16) -> np.ndarray:
+    """A C-contiguous float32 copy of ``volume``. A reordered view (the canonical layout of a file
+    whose sagittal axis is not its first) is copied in tiles of its fastest memory axis and its
+    last axis, so that reads and writes both stay in cache: several times faster than one
+    strided copy."""
+    fastest = int(np.argmin(np.abs(volume.strides)))
+    last = volume.ndim - 1
+    if volume.flags.c_contiguous or fastest == last or volume.shape[fastest] <= block:
+        return volume.astype(np.float32, order="C")
+    out = np.empty(volume.shape, dtype=np.float32)
+    for i in range(0, volume.shape[fastest], block):
+        for j in range(0, volume.shape[last], block):
+            tile = [slice(None)] * volume.ndim
+            tile[fastest], tile[last] = slice(i, i + block), slice(j, j + block)
+            out[tuple(tile)] = volume[tuple(tile)]
+    return out
+
+
 def normalize(volume: np.ndarray, config: Config) -> np.ndarray:
     """Clip to robust percentiles, then z-score: works for int16 and 8-bit data alike."""
-    volume = volume.astype(np.float32)  # a copy: the in-place steps below leave the input alone
+    volume = as_float32(volume)  # a copy: the in-place steps below leave the input alone
     lo, hi = np.percentile(volume[:: max(1, volume.shape[0] // 8)], config.clip_percentiles)
     np.clip(volume, lo, hi, out=volume)
-    std = float(volume.std())
-    if std < 1e-6:
-        return np.zeros_like(volume)
     volume -= float(volume.mean())
+    flat = volume.reshape(-1)
+    # Sum of squares by float32 dot products over chunks, added in float64: no temporary (unlike
+    # volume.std()) and as accurate as it (one dot over the whole volume is not).
+    squares = sum(float(np.dot(c, c)) for c in (flat[i : i + SUM_CHUNK] for i in range(0, flat.size, SUM_CHUNK)))
+    std = math.sqrt(squares / max(flat.size, 1))
+    if std < 1e-6:
+        volume[...] = 0
+        return volume
     volume /= std
     return volume
 
