@@ -47,7 +47,6 @@ from scipy import ndimage as ndi
 from algorithm.config import Config
 from algorithm.labels import CANAL, CANAL_LABEL, DISC, DISC_OFFSET, MAX_INDEX, PARTIAL_OFFSET, VERTEBRA
 
-PERCELL = False
 COARSE_MM = 1.5  # grid spacing of the seed / watershed work
 CORE_MM = 3.0  # body seeds: at least this far from any non-vertebra voxel
 CUT_MM = 3.0  # half-thickness of the band cut out of the seeds along each disc plane
