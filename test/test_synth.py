@@ -138,3 +138,14 @@ def test_score_case_counts_levels_and_ignores_partial_vertebrae():
     assert s["vertebra"] == pytest.approx(1.0) and s["disc"] == pytest.approx(1.0) and np.isnan(s["canal"])
     pred[0, 7:12] = 0
     assert score_case(ref, pred, ("vertebra",))["levels_found"] == 1
+
+
+def test_score_case_does_not_count_a_catch_all_label_as_a_level():
+    # spider-slices: 7 = "any vertebra above", here two bodies with a disc (207 = any disc above) between
+    ref = np.zeros((1, 30, 10), np.int32)
+    ref[0, 0:5], ref[0, 5:7], ref[0, 7:12], ref[0, 12:14], ref[0, 14:19] = 7, 207, 7, 206, 6
+    pred = np.zeros_like(ref)
+    pred[0, 0:5], pred[0, 5:7], pred[0, 7:12], pred[0, 12:14], pred[0, 14:19] = 3, 203, 2, 202, 1  # right: two bodies
+    assert score_case(ref, pred, ("vertebra",))["levels"] == 2  # 7 looks like one level split in two
+    s = score_case(ref, pred, ("vertebra",), catch_all=7)
+    assert s["levels"] == 1 and s["levels_found"] == 1 and s["vertebra"] == pytest.approx(1.0)

@@ -10,7 +10,9 @@ post-processing. The slices are validation data: never train on them.
 
 Metrics: class Dice (vertebra, disc, canal; mean over cases) and "levels found", the share of
 reference vertebra levels of which one predicted label covers at least 50 % of the pixels.
-Partially visible vertebrae (101-125) are ignored: left out of both masks.
+Partially visible vertebrae (101-125) are ignored: left out of both masks. In the spider-slices
+masks, 7 means "any vertebra above T12" and often covers two vertebrae (the data's README), so
+it counts towards class Dice but not as a level; the T2-SPACE masks number every vertebra.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from algorithm.labels import VERTEBRA, to_classes
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CENTRAL_VERTEBRA_PX = 5000
+SLICES_CATCH_ALL = 7  # spider-slices: "any vertebra above" (1 = L5 ... 6 = T12), not one level
 KEYS = ("vertebra", "disc", "canal")
 
 
@@ -40,6 +43,7 @@ class Item:
     image: Path
     mask: Path
     classes: tuple[str, ...]
+    catch_all: int | None = None  # a vertebra value that may hold several vertebrae: not a level
 
     def load(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
         """Image and mask in the canonical layout, with the canonical spacing (train.dataset's reader)."""
@@ -53,15 +57,15 @@ def _rows(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def item(folder: Path, name: str, classes: tuple[str, ...]) -> Item:
+def item(folder: Path, name: str, classes: tuple[str, ...], catch_all: int | None = None) -> Item:
     """The case ``name`` of a folder with images/ and masks/."""
-    return Item(name, folder / "images" / f"{name}.mha", folder / "masks" / f"{name}.mha", classes)
+    return Item(name, folder / "images" / f"{name}.mha", folder / "masks" / f"{name}.mha", classes, catch_all)
 
 
 def central_slices(folder: Path, contrast: str) -> list[Item]:
     """The central slices (at least CENTRAL_VERTEBRA_PX vertebra pixels) of one contrast of
     spider-slices/t1t2-vertebrae, vertebra class only."""
-    return [item(folder, r["name"], ("vertebra",)) for r in _rows(folder)
+    return [item(folder, r["name"], ("vertebra",), SLICES_CATCH_ALL) for r in _rows(folder)
             if r["contrast"] == contrast and int(r["vertebra_px"]) >= CENTRAL_VERTEBRA_PX]
 
 
@@ -71,8 +75,8 @@ def validation_sets(data: Path) -> dict[str, list[Item]]:
     t2 = data / "spider-slices" / "t2"
     if t2.is_dir():
         rows = _rows(t2)
-        sets["t2 slices, all"] = [item(t2, r["name"], KEYS) for r in rows]
-        sets["t2 slices, with canal"] = [item(t2, r["name"], KEYS) for r in rows if int(r["canal_px"]) > 0]
+        sets["t2 slices, all"] = [item(t2, r["name"], KEYS, SLICES_CATCH_ALL) for r in rows]
+        sets["t2 slices, with canal"] = [item(t2, r["name"], KEYS, SLICES_CATCH_ALL) for r in rows if int(r["canal_px"]) > 0]
     vert = data / "spider-slices" / "t1t2-vertebrae"
     if vert.is_dir():
         for contrast in ("T1", "T2"):
@@ -90,15 +94,16 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * int((a & b).sum()) / total if total else math.nan
 
 
-def score_case(reference: np.ndarray, prediction: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+def score_case(reference: np.ndarray, prediction: np.ndarray, classes: tuple[str, ...], catch_all: int | None = None) -> dict[str, float]:
     """Class Dice of the labelled classes and vertebra levels found/total of one case (SPIDER
-    values in both arrays; partially visible reference vertebrae 101-125 are ignored)."""
+    values in both arrays; partially visible reference vertebrae 101-125 are ignored; the
+    ``catch_all`` value counts for Dice but is not a level)."""
     ignore = (reference > 100) & (reference < 200)
     reference = np.where(ignore, 0, reference)
     prediction = np.where(ignore, 0, prediction)
     ref_cls, pred_cls = to_classes(reference), to_classes(prediction)
     scores = {key: _dice(ref_cls == c, pred_cls == c) for c, key in enumerate(KEYS, start=VERTEBRA) if key in classes}
-    levels = [v for v in np.unique(reference) if 0 < v < 100]
+    levels = [v for v in np.unique(reference) if 0 < v < 100 and v != catch_all]
     found = 0
     for level in levels:
         inside = prediction[reference == level]
@@ -123,7 +128,7 @@ def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: 
         for it in tqdm(items, desc=name, unit="case", leave=False):
             volume, reference, spacing = it.load()
             prediction = segment_volume(volume, spacing, segmenter).astype(np.int32)
-            per_case.append(score_case(reference.astype(np.int32), prediction, it.classes))
+            per_case.append(score_case(reference.astype(np.int32), prediction, it.classes, it.catch_all))
         summary: dict[str, float] = {"cases": len(per_case)}
         for key in KEYS:
             values = [c[key] for c in per_case if key in c and not math.isnan(c[key])]
