@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from algorithm.backends import Backend, load_backend
+from algorithm.class_head import ClassHead, classes_numpy, load_class_head
 from algorithm.config import Config
 from algorithm.dicom import DicomSeries
 from algorithm.geometry import non_sagittal_plane, orientation
 from algorithm.io import InputError, read_image, write_image
-from algorithm.preprocess import context_slices, pad_to_multiple, preprocess, resample_inplane
+from algorithm.preprocess import context_slices, pad_to_multiple, preprocess
 
 STAGES = ("read", "preprocess", "predict", "postprocess", "write")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "resources" / "model"
@@ -43,20 +44,22 @@ class Timer:
 
 @dataclass
 class Segmenter:
-    """A loaded model: its config, its backend, the batch size slices go through in, and whether
-    to average with the left-right mirrored input (test-time augmentation, twice the compute)."""
+    """A loaded model: its config, its backend, the batch size slices go through in, whether
+    to average with the left-right mirrored input (test-time augmentation, twice the compute), and
+    the head that turns logits into a class map on the input grid (None: numpy)."""
 
     config: Config
     backend: Backend
     batch_size: int = 8
     mirror: bool = False
+    head: ClassHead | None = None
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto", batch_size: int | None = None, mirror: bool = False) -> "Segmenter":
         model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
         config = Config.load(model_dir)
         chosen = load_backend(model_dir, config, backend, device)
-        return cls(config, chosen, batch_size or (32 if chosen.device == "cuda" else 4), mirror)
+        return cls(config, chosen, batch_size or (32 if chosen.device == "cuda" else 4), mirror, load_class_head(chosen.device))
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Network logits of a batch; with ``mirror``, averaged with those of the mirrored input
@@ -65,6 +68,10 @@ class Segmenter:
         if self.mirror:
             out = (out + self.backend(np.ascontiguousarray(batch[:, ::-1]))) / 2
         return out
+
+    def classes(self, logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Logits (N, K, h, w) -> uint8 class map (N, H, W) resampled linearly to ``shape`` (see algorithm.class_head)."""
+        return self.head(logits, shape) if self.head is not None else classes_numpy(logits, shape)
 
 
 def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
@@ -89,9 +96,7 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
             idx = range(start, min(start + segmenter.batch_size, volume.shape[0]))
             batch = np.stack([context_slices(pp, i, spacing[0], config) for i in idx])
             batch, (h, w) = pad_to_multiple(batch, config.divisor, fill)
-            logits = segmenter.logits(batch)[..., :h, :w]
-            logits = resample_inplane(logits, volume.shape[1:], order=1)
-            classes[idx.start : idx.stop] = logits.argmax(axis=1)
+            classes[idx.start : idx.stop] = segmenter.classes(segmenter.logits(batch)[..., :h, :w], volume.shape[1:])
     return classes
 
 

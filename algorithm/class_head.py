@@ -1,0 +1,91 @@
+"""Logits -> class map: resample the network's logits linearly to the input's in-plane grid, then
+take the argmax, so boundaries are smooth at the input's resolution.
+
+Two implementations of the same step, kept in agreement by test/test_class_head.py:
+
+- ``ClassHead``: a three-node ONNX graph (Resize linear with half-pixel centres, ArgMax, Cast to
+  uint8; ``resources/class_head.onnx``, written by ``python -m algorithm.class_head``) run by ONNX
+  Runtime, on the GPU where the model runs there; only the uint8 map comes back. About 4x faster
+  than numpy on 2 CPU cores (a 120 x 640 x 512 volume: 0.25 s against 1.1 s), and off the host
+  on a GPU. Used whenever ONNX Runtime is installed,
+  whatever backend runs the network.
+- ``classes_numpy``: the separable numpy resampling of ``algorithm.preprocess``, where ONNX Runtime
+  is not installed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER
+from algorithm.preprocess import resample_inplane
+
+HEAD_PATH = Path(__file__).parent / "resources" / "class_head.onnx"
+OPSET = 17
+
+
+def classes_numpy(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Logits (N, K, h, w) -> uint8 classes (N, H, W) at ``shape`` = (H, W)."""
+    return resample_inplane(logits, tuple(shape), order=1).argmax(axis=1).astype(np.uint8)
+
+
+class ClassHead:
+    """The ONNX graph of this module in an ONNX Runtime session on ``device``."""
+
+    def __init__(self, ort, device: str, path: Path = HEAD_PATH):
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        # its threads must not spin-wait between calls: they would take the cores from the model's
+        # session, which runs in between (on 2 cores, spinning cost 0.7 s of a 120-slice volume)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = [CUDA_PROVIDER, CPU_PROVIDER] if device == "cuda" and CUDA_PROVIDER in ort.get_available_providers() else [CPU_PROVIDER]
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+
+    def __call__(self, logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """Logits (N, K, h, w) -> uint8 classes (N, H, W) at ``shape`` = (H, W)."""
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
+        sizes = np.array([*logits.shape[:2], *shape], dtype=np.int64)
+        return self.session.run(None, {"logits": logits, "sizes": sizes})[0]
+
+
+def load_class_head(device: str) -> ClassHead | None:
+    """The ONNX head on ``device``, or None where ONNX Runtime or the graph file is missing."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    return ClassHead(ort, device) if HEAD_PATH.is_file() else None
+
+
+def build_head():
+    """The head as an ONNX ModelProto (needs the ``onnx`` package: a development tool)."""
+    from onnx import TensorProto, checker, helper
+
+    nodes = [
+        helper.make_node("Resize", ["logits", "", "", "sizes"], ["resized"], mode="linear", coordinate_transformation_mode="half_pixel"),
+        helper.make_node("ArgMax", ["resized"], ["argmax"], axis=1, keepdims=0),
+        helper.make_node("Cast", ["argmax"], ["classes"], to=TensorProto.UINT8),
+    ]
+    graph = helper.make_graph(
+        nodes, "class_head",
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", "k", "h", "w"]), helper.make_tensor_value_info("sizes", TensorProto.INT64, [4])],
+        [helper.make_tensor_value_info("classes", TensorProto.UINT8, ["n", "H", "W"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="spider-segment")
+    model.ir_version = 8  # readable by ONNX Runtime >= 1.14
+    checker.check_model(model)
+    return model
+
+
+def main() -> int:
+    """Write resources/class_head.onnx."""
+    HEAD_PATH.write_bytes(build_head().SerializeToString())
+    print(f"wrote {HEAD_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Logits -> class map: the ONNX head (ONNX Runtime) against the numpy resampling, on synthetic logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from algorithm.class_head import HEAD_PATH, classes_numpy, load_class_head
+from algorithm.preprocess import resample_inplane
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the numpy path is the only one")
+
+
+def smooth_logits(shape, seed=0) -> np.ndarray:
+    """Logits that vary smoothly in-plane, like a network's (random per-pixel logits are mostly ties)."""
+    n, k, h, w = shape
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(0, 3, (n, k, max(2, h // 8), max(2, w // 8))).astype(np.float32)
+    return resample_inplane(coarse, (h, w), order=1)
+
+
+@pytest.mark.parametrize("shape,out", [((3, 4, 50, 40), (80, 64)), ((2, 4, 61, 33), (40, 70)), ((1, 4, 20, 20), (20, 20)), ((2, 4, 1, 30), (1, 45))])
+def test_onnx_head_agrees_with_numpy(shape, out):
+    head = load_class_head("cpu")
+    assert head is not None
+    logits = smooth_logits(shape)
+    ours, reference = head(logits, out), classes_numpy(logits, out)
+    assert ours.dtype == np.uint8 and ours.shape == (shape[0], *out) == reference.shape
+    assert np.mean(ours == reference) >= 0.999  # the two differ only where two logits are within float rounding
+
+
+def test_onnx_head_takes_a_cropped_view():
+    head = load_class_head("cpu")
+    logits = smooth_logits((2, 4, 64, 64), seed=1)
+    view = logits[..., :50, :45]  # the pipeline crops the padding off: not contiguous
+    np.testing.assert_array_equal(head(view, (70, 60)), head(np.ascontiguousarray(view), (70, 60)))
+
+
+def test_head_file_is_what_the_builder_writes():
+    pytest.importorskip("onnx", reason="onnx is not installed: cannot rebuild the head graph")
+    from algorithm.class_head import build_head
+
+    assert HEAD_PATH.read_bytes() == build_head().SerializeToString(), "run python -m algorithm.class_head"
