@@ -15,6 +15,7 @@ Two implementations of the same step, kept in agreement by test/test_class_head.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER
 from algorithm.preprocess import resample_inplane
 
 HEAD_PATH = Path(__file__).parent / "resources" / "class_head.onnx"
+
+log = logging.getLogger("algorithm")
 OPSET = 17
 
 
@@ -51,13 +54,18 @@ class ClassHead:
         return self.session.run(None, {"logits": logits, "sizes": sizes})[0]
 
 
-def load_class_head(device: str) -> ClassHead | None:
-    """The ONNX head on ``device``, or None where ONNX Runtime or the graph file is missing."""
+def load_class_head(device: str, path: Path = HEAD_PATH) -> ClassHead | None:
+    """The ONNX head on ``device``, or None (numpy does the step) where ONNX Runtime or the graph
+    file is missing or the session cannot be made; the reason is logged."""
     try:
         import onnxruntime as ort
     except ImportError:
         return None
-    return ClassHead(ort, device) if HEAD_PATH.is_file() else None
+    try:
+        return ClassHead(ort, device, path)
+    except Exception as err:  # a missing or broken file, a provider that fails: numpy still works
+        log.warning("class head: %s: %s; resampling logits with numpy", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        return None
 
 
 def build_head():

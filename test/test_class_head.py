@@ -41,3 +41,11 @@ def test_head_file_is_what_the_builder_writes():
     from algorithm.class_head import build_head
 
     assert HEAD_PATH.read_bytes() == build_head().SerializeToString(), "run python -m algorithm.class_head"
+
+
+def test_a_missing_or_broken_head_falls_back_to_numpy(tmp_path, caplog):
+    broken = tmp_path / "class_head.onnx"
+    broken.write_bytes(b"not an onnx graph")
+    assert load_class_head("cpu", broken) is None
+    assert load_class_head("cpu", tmp_path / "missing.onnx") is None
+    assert "resampling logits with numpy" in caplog.text
