@@ -1,12 +1,16 @@
-"""What every inference backend shares: the model file names, the ``Backend`` interface and the
-exception that says a backend cannot run here. ``backends`` (the loader) and ``tensorrt_backend``
-(one backend) both import this module, and neither imports the other at module level."""
+"""What every inference backend shares: the model file names, the ``Backend`` interface, the
+exception that says a backend cannot run here, how an ONNX Runtime session is made, and how an
+error is told in one line. ``backends`` (the loader) and ``tensorrt_backend`` (one backend) both
+import this module, and neither imports the other at module level; the CLI imports it at start,
+so it imports nothing heavy."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 WEIGHTS_NAME = "model.pt"
 ONNX_NAME = "model.onnx"
@@ -23,3 +27,19 @@ class Backend(Protocol):
     device: str  # "cpu" or "cuda"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def ort_session(ort, path: Path, providers: list[str], spin: bool = True):
+    """An ONNX Runtime session of ``path`` on ``providers``, quiet below errors. ``spin=False``:
+    its threads sleep between calls instead of spin-waiting, so that they leave the cores to
+    another session that runs in between."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+def error_line(err: BaseException) -> str:
+    """An exception in one line for a log: its type and the first line of its message."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER, FP16_ONNX_NAME, ONNX_NAME, WEIGHTS_NAME, Backend, BackendUnavailable
+from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER, FP16_ONNX_NAME, ONNX_NAME, WEIGHTS_NAME, Backend, BackendUnavailable, error_line, ort_session
 from algorithm.config import Config
 
 __all__ = ["BACKENDS", "DEVICES", "FP16_ONNX_NAME", "ONNX_NAME", "WEIGHTS_NAME", "Backend", "BackendUnavailable",
@@ -84,24 +84,18 @@ class OnnxBackend:
         if device == "cuda" and CUDA_PROVIDER not in available:
             raise BackendUnavailable("onnxruntime has no CUDA execution provider here")
         path = fp16 if device == "cuda" and fp16.is_file() else fp32
-        self.session = _session(ort, path, [CUDA_PROVIDER, CPU_PROVIDER] if device == "cuda" else [CPU_PROVIDER])
+        self.session = ort_session(ort, path, [CUDA_PROVIDER, CPU_PROVIDER] if device == "cuda" else [CPU_PROVIDER])
         if device == "cuda" and CUDA_PROVIDER not in self.session.get_providers():
             log.warning("onnxruntime: the CUDA execution provider did not load (session runs on %s): using the CPU", ", ".join(self.session.get_providers()))
             device = "cpu"
             if path != fp32:
-                path, self.session = fp32, _session(ort, fp32, [CPU_PROVIDER])
+                path, self.session = fp32, ort_session(ort, fp32, [CPU_PROVIDER])
         self.input_name = self.session.get_inputs()[0].name
         self.device = device
         self.name = f"onnxruntime-{device}" + ("-fp16" if path == fp16 else "")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-
-
-def _session(ort, path: Path, providers: list[str]):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=providers)
 
 
 def _tensorrt(model_dir: Path, config: Config, device: str) -> Backend:
@@ -137,7 +131,7 @@ def load_backend(model_dir: Path, config: Config, backend: str = "auto", device:
             log.debug("backend %s on %s unavailable: %s", name, dev, err)
             continue
         except Exception as err:  # a backend that breaks while loading must not end the run
-            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            reason = error_line(err)
             reasons.append(f"{name}({dev}): {reason}")
             log.warning("backend %s on %s failed to load (%s)", name, dev, reason)
             continue

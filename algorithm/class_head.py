@@ -7,8 +7,7 @@ Two implementations of the same step, kept in agreement by test/test_class_head.
   uint8; ``resources/class_head.onnx``, written by ``python -m algorithm.class_head``) run by ONNX
   Runtime, on the GPU where the model runs there; only the uint8 map comes back. About 4x faster
   than numpy on 2 CPU cores (a 120 x 640 x 512 volume: 0.25 s against 1.1 s), and off the host
-  on a GPU. Used whenever ONNX Runtime is installed,
-  whatever backend runs the network.
+  on a GPU. Used whenever ONNX Runtime is installed, whatever backend runs the network.
 - ``classes_numpy``: the separable numpy resampling of ``algorithm.preprocess``, where ONNX Runtime
   is not installed.
 """
@@ -21,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER
+from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER, error_line, ort_session
 from algorithm.preprocess import resample_inplane
 
 HEAD_PATH = Path(__file__).parent / "resources" / "class_head.onnx"
+OPSET = 17
 
 log = logging.getLogger("algorithm")
-OPSET = 17
 
 
 def classes_numpy(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -39,13 +38,10 @@ class ClassHead:
     """The ONNX graph of this module in an ONNX Runtime session on ``device``."""
 
     def __init__(self, ort, device: str, path: Path = HEAD_PATH):
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        # its threads must not spin-wait between calls: they would take the cores from the model's
-        # session, which runs in between (on 2 cores, spinning cost 0.7 s of a 120-slice volume)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [CUDA_PROVIDER, CPU_PROVIDER] if device == "cuda" and CUDA_PROVIDER in ort.get_available_providers() else [CPU_PROVIDER]
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        # no spinning: between its calls the model's session runs, and spinning threads took its
+        # cores (0.7 s of a 120-slice volume on 2 cores)
+        self.session = ort_session(ort, path, providers, spin=False)
 
     def __call__(self, logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """Logits (N, K, h, w) -> uint8 classes (N, H, W) at ``shape`` = (H, W)."""
@@ -64,7 +60,7 @@ def load_class_head(device: str, path: Path = HEAD_PATH) -> ClassHead | None:
     try:
         return ClassHead(ort, device, path)
     except Exception as err:  # a missing or broken file, a provider that fails: numpy still works
-        log.warning("class head: %s: %s; resampling logits with numpy", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        log.warning("class head: %s; resampling logits with numpy", error_line(err))
         return None
 
 

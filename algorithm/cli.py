@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from algorithm.backend_base import error_line
+
 if TYPE_CHECKING:
     from algorithm.dicom import DicomSeries
 
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             if args.verbose:
                 log.exception("%s: failed", src)
             else:
-                log.error("%s: failed: %s: %s", src, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+                log.error("%s: failed: %s", src, error_line(err))
             failed += 1
             continue
         log.info("%s -> %s (%s; total %.2f s)", src.name, dst, ", ".join(f"{s} {seconds.get(s, 0):.2f}" for s in STAGES), sum(seconds.values()))
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # e.g. no backend can load: still one line
         if args.verbose:
             raise
-        log.error("%s: %s", type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        log.error("%s", error_line(err))
         return 2
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from algorithm.backend_base import error_line
 from algorithm.backends import Backend, load_backend
 from algorithm.class_head import ClassHead, classes_numpy, load_class_head
 from algorithm.config import Config
@@ -149,4 +150,4 @@ def write_qc_or_warn(volume: np.ndarray, labels: np.ndarray, spacing: tuple[floa
     try:
         write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions)
     except Exception as err:  # QC is an extra: never fail a case whose mask is written
-        log.warning("%s: QC output failed (%s: %s); the mask was written", out_path.name, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        log.warning("%s: QC output failed (%s); the mask was written", out_path.name, error_line(err))
