@@ -114,7 +114,8 @@ def score_case(reference: np.ndarray, prediction: np.ndarray, classes: tuple[str
 
 
 def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """Segment every case of every set with the model and return per-set metrics."""
+    """Segment every case of every set with the model and return per-set metrics (each case's
+    own under ``per_case``)."""
     from tqdm import tqdm
 
     from algorithm.pipeline import Segmenter, segment_volume
@@ -129,7 +130,7 @@ def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: 
             volume, reference, spacing = it.load()
             prediction = segment_volume(volume, spacing, segmenter).astype(np.int32)
             per_case.append(score_case(reference.astype(np.int32), prediction, it.classes, it.catch_all))
-        summary: dict[str, float] = {"cases": len(per_case)}
+        summary: dict = {"cases": len(per_case), "per_case": {it.name: c for it, c in zip(items, per_case)}}
         for key in KEYS:
             values = [c[key] for c in per_case if key in c and not math.isnan(c[key])]
             if values:
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with spider-slices/ and spider-t2space/")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"))
     parser.add_argument("--set", action="append", dest="sets", help="score only this set (repeatable)")
-    parser.add_argument("--json", type=Path, help="write the scores here")
+    parser.add_argument("--json", type=Path, help="write the scores here, with every case's scores under per_case")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"train.score: error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
