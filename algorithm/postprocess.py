@@ -1,6 +1,6 @@
 """Post-processing: the network's class map -> a SPIDER instance mask.
 
-Steps (all on the bounding box of the foreground, scipy + cc3d only):
+Steps (all on the bounding box of the foreground; cc3d, and distance maps from algorithm.distance):
 1. per class, 3D components smaller than `config.min_component_mm3` are removed;
 2. discs are 3D components; a small piece lying in the plane of a larger disc joins it;
 3. vertebrae are split on a ~1.5 mm grid: seeds are the vertebral body cores (voxels at
@@ -42,9 +42,8 @@ from dataclasses import dataclass
 
 import cc3d
 import numpy as np
-from scipy import ndimage as ndi
-
 from algorithm.config import Config
+from algorithm.distance import distance_mm, nearest_label
 from algorithm.labels import CANAL, CANAL_LABEL, DISC, DISC_OFFSET, MAX_INDEX, PARTIAL_OFFSET, VERTEBRA
 
 COARSE_MM = 1.5  # grid spacing of the seed / watershed work
@@ -137,8 +136,7 @@ def split_vertebrae(mask: np.ndarray, planes: list[DiscPlane], canal: np.ndarray
     factors = coarse_factors(spacing)
     coarse_mm = np.asarray(spacing) * factors
     occupancy = _pool(mask, factors)
-    dist = ndi.distance_transform_edt(occupancy >= 0.5, sampling=coarse_mm)
-    core = dist >= CORE_MM
+    core = distance_mm(occupancy < 0.5, coarse_mm) >= CORE_MM
     for plane in planes:
         _cut(core, plane, factors, spacing)
     front = _canal_front(canal, spacing)
@@ -437,20 +435,19 @@ def _attach_pieces(labels: np.ndarray, seeds: np.ndarray, present: np.ndarray, f
     orphans = present & ~seeded[pieces]
     if not orphans.any():
         return labels
-    if labels.any():
-        dist, index = ndi.distance_transform_edt(labels == 0, sampling=coarse_mm, return_indices=True)
-        nearest = labels[tuple(index)]
-    else:
-        dist, nearest = np.full(labels.shape, np.inf), labels
-    next_id = int(labels.max()) + 1
+    dist = distance_mm(labels > 0, coarse_mm)
+    seeded = int(labels.max())
+    attach, next_id = np.zeros(labels.shape, dtype=bool), seeded + 1
     for piece in np.unique(pieces[orphans]):
         own = pieces == piece
         centre = _cell_mm(np.argwhere(own).mean(axis=0, keepdims=True), factors, spacing)
         if dist[own].min() <= ATTACH_MM or (_behind_canal(centre, front)[0] and dist[own].min() <= POSTERIOR_MM):
-            labels[own] = nearest[own]
+            attach |= own
         else:
             labels[own] = next_id
             next_id += 1
+    if attach.any():  # cell by cell to the nearest seeded vertebra (not one of the new ones)
+        labels[attach] = nearest_label(np.where(labels <= seeded, labels, 0), coarse_mm, np.argwhere(attach), dist[attach])
     return labels
 
 
@@ -653,8 +650,10 @@ def _nearest_chain(cv: np.ndarray, is_chain: np.ndarray, cells: tuple[slice, ...
     if not chain.any():
         return np.full(len(voxels[0]), np.inf), np.zeros(len(voxels[0]), dtype=cv.dtype)
     at = tuple(np.clip((i + b.start) // f, a.start, a.stop - 1) - a.start for i, b, f, a in zip(voxels, box, factors, around))
-    dist, index = ndi.distance_transform_edt(~chain, sampling=coarse_mm, return_indices=True)
-    return dist[at], ids[tuple(i[at] for i in index)]
+    cells, inverse = np.unique(np.stack(at, axis=1), axis=0, return_inverse=True)
+    reach = distance_mm(chain, coarse_mm)[tuple(cells.T)]
+    nearest = nearest_label(np.where(chain, ids, 0), coarse_mm, cells, reach)
+    return reach[inverse.ravel()], nearest[inverse.ravel()]
 
 
 def _contacts(cv: np.ndarray, cd: np.ndarray, dparts: _Parts, factors, coarse_mm: np.ndarray) -> dict[int, tuple[set, set]]:
@@ -666,7 +665,7 @@ def _contacts(cv: np.ndarray, cd: np.ndarray, dparts: _Parts, factors, coarse_mm
         own = cd[box] == d
         above, below = set(), set()
         if own.any():
-            near = ndi.distance_transform_edt(~own, sampling=coarse_mm) <= CONTACT_MM
+            near = distance_mm(own, coarse_mm) <= CONTACT_MM
             touching = cv[box][near]
             rows = np.nonzero(near)[1]
             disc_row = np.nonzero(own)[1].mean()
@@ -703,7 +702,7 @@ def _on_canal(cv: np.ndarray, canal: np.ndarray, vparts: _Parts, coarse_mm: np.n
 
     reach = [int(math.ceil(CONTACT_MM / c)) + 1 for c in coarse_mm]
     box = tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, canal.shape))
-    near = ndi.distance_transform_edt(~canal[box], sampling=coarse_mm) <= CONTACT_MM
+    near = distance_mm(canal[box], coarse_mm) <= CONTACT_MM
     ids, counts = np.unique(cv[box][near], return_counts=True)
     return {int(i) for i, n in zip(ids, counts) if i and n >= 2 and in_front(int(i))}
 

@@ -12,6 +12,7 @@ each post-processing version (this tree's, and `algorithm/postprocess.py` at --b
   one, reported beside): per-structure (official) and class Dice, detection, fused, stray;
 - spider-masks (33 real reference masks, no images): each mask's own class map post-processed
   must give back its structures (Dice per file over all structures, fused labels, strays);
+- every set: voxels whose label differs from the old version's output (cases with any);
 - post-processing time of a synthetic 120 x 640 x 512 T2-SPACE volume (the bundled model's
   prediction of it), both versions alternately, median of --repeats.
 """
@@ -96,10 +97,16 @@ def score_set(names: list[str], folder: Path, versions: dict, segmenter, cache: 
         image, spacing = canonical(folder / "images" / f"{name}.mha")
         ref, _ = canonical(folder / "masks" / f"{name}.mha")
         classes = predicted(name, image, spacing, segmenter, cache)
-        for version, postprocess in versions.items():
-            labels = postprocess(classes, spacing, segmenter.config)
-            out[version][name] = evaluate_case(ref, labels, spacing, surface=False)
+        labels = {version: postprocess(classes, spacing, segmenter.config) for version, postprocess in versions.items()}
+        for version in versions:
+            out[version][name] = {**evaluate_case(ref, labels[version], spacing, surface=False), **changed(labels, version)}
     return out
+
+
+def changed(labels: dict[str, np.ndarray], version: str) -> dict[str, int]:
+    """Voxels whose label differs from the first version's."""
+    first = next(iter(labels.values()))
+    return {"VoxelsChanged": int(np.count_nonzero(labels[version] != first))}
 
 
 def reproduce_masks(folder: Path, versions: dict, config) -> dict[str, dict[str, dict]]:
@@ -113,9 +120,16 @@ def reproduce_masks(folder: Path, versions: dict, config) -> dict[str, dict[str,
     for path in tqdm(sorted(folder.glob("*.mha")), desc=folder.name, unit="mask", leave=False):
         ref, spacing = canonical(path)
         classes = np.ascontiguousarray(to_classes(ref))
-        for version, postprocess in versions.items():
-            out[version][path.stem] = evaluate_case(ref, postprocess(classes, spacing, config), spacing, surface=False)
+        labels = {version: postprocess(classes, spacing, config) for version, postprocess in versions.items()}
+        for version in versions:
+            out[version][path.stem] = {**evaluate_case(ref, labels[version], spacing, surface=False), **changed(labels, version)}
     return out
+
+
+def changes(scores: dict[str, dict]) -> str:
+    """'voxels (cases)' that differ from the first version's output."""
+    counts = [s["VoxelsChanged"] for s in scores.values()]
+    return f"{sum(counts)} ({sum(c > 0 for c in counts)})"
 
 
 def mean(scores: dict[str, dict], key: str) -> float:
@@ -178,11 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         ("slices/t2: stray components, total", lambda s: sum(c["StrayComponents"] for c in s.values()), "{:.0f}"),
     ]
     rows += [(f"slices/t2: {k}", lambda s, k=k: mean(s, k), "{:.4f}") for k in KEYS[:7]]
+    rows += [("slices/t2: voxels changed (slices)", changes, "{}")]
     for label, fn, fmt in rows:
         print(f"{label:48}" + "".join(f"{fmt.format(fn(report['slices'][v])):>22}" for v in versions))
     validation = {v: {c: s for c, s in report["t2space"][v].items() if c != "18_t2_SPACE"} for v in versions}
     for key in KEYS:
         print(f"{'t2space validation (6): ' + key:48}" + "".join(f"{mean(validation[v], key):>22.4f}" for v in versions))
+    print(f"{'t2space (7): voxels changed (cases)':48}" + "".join(f"{changes(report['t2space'][v]):>22}" for v in versions))
     for case in ("50_t2_SPACE", "18_t2_SPACE"):
         for key in KEYS[:2] + KEYS[7:]:
             print(f"{case + ' (true instances): ' + key:48}" + "".join(f"{report['t2space'][v][case][key]:>22.4f}" for v in versions))
@@ -191,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         ("spider-masks: OveralDiceScore, mean", lambda s: mean(s, "OveralDiceScore"), "{:.4f}"),
         ("spider-masks: fused labels, total", lambda s: sum(c["FusedLabels"] for c in s.values()), "{:.0f}"),
         ("spider-masks: stray components, total", lambda s: sum(c["StrayComponents"] for c in s.values()), "{:.0f}"),
+        ("spider-masks: voxels changed (masks)", changes, "{}"),
     ):
         print(f"{label:48}" + "".join(f"{fmt.format(fn(report['masks'][v])):>22}" for v in versions))
     if "timing_s" in report:

@@ -111,10 +111,11 @@ def test_unusable_input_is_one_line_exit_2(tmp_path, tiny_model_dir, setup, mess
     assert not (tmp_path / "out").exists()
 
 
-def test_onnx_runtime_path_never_imports_torch(tmp_path, tiny_model_dir):
+def test_onnx_runtime_path_never_imports_torch_or_scipy(tmp_path, tiny_model_dir):
+    """Both would add their import time (torch about 1 s, scipy.ndimage 0.15 s) to every container start."""
     src = volume(tmp_path / "v.mha")
     code = (
-        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "import sys; sys.modules['torch'] = sys.modules['scipy'] = None\n"  # any import of them now fails
         "from algorithm.cli import main\n"
         f"sys.exit(main(['-i', {str(src)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', {str(tiny_model_dir)!r}]))"
     )
