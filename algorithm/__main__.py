@@ -1,7 +1,5 @@
 """`python -m algorithm`: the container entry point (grand-challenge defaults -i /input -o /output)."""
 
-import sys
+from algorithm.cli import entry
 
-from algorithm.cli import main
-
-sys.exit(main())
+entry()

@@ -161,5 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """The console script's and the container's entry: main(), then leave at once. Everything is
+    written by then; the interpreter's teardown (freeing the sessions and arrays, finalising
+    modules) would only add about 0.06 s to every container start."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
