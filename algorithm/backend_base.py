@@ -1,6 +1,7 @@
 """What every inference backend shares: the model file names, the ``Backend`` interface, the
-exception that says a backend cannot run here, how an ONNX Runtime session is made, and how an
-error is told in one line. ``backends`` (the loader) and ``tensorrt_backend`` (one backend) both
+exception that says a backend cannot run here, how an ONNX Runtime session is made, how the
+small helper graphs beside the model (class head, context) are written, and how an error is told
+in one line. ``backends`` (the loader) and ``tensorrt_backend`` (one backend) both
 import this module, and neither imports the other at module level; the CLI imports it at start,
 so it imports nothing heavy."""
 
@@ -43,3 +44,15 @@ def ort_session(ort, path: Path, providers: list[str], spin: bool = True):
 def error_line(err: BaseException) -> str:
     """An exception in one line for a log: its type and the first line of its message."""
     return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def write_graph(graph, path: Path, opset: int = 17) -> None:
+    """Save an ONNX GraphProto as a checked model at ``path``, readable by ONNX Runtime >= 1.14
+    (needs the ``onnx`` package: a development tool)."""
+    from onnx import checker, helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="spider-segment")
+    model.ir_version = 8
+    checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    print(f"wrote {path}")

@@ -98,21 +98,32 @@ def context_positions(n_slices: int, index: int, slice_spacing: float, config: C
     return np.clip(index + offsets, 0, n_slices - 1)
 
 
+def context_weights(n_slices: int, index: int, slice_spacing: float, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lo, hi, w), one per channel: the 2.5D channels of slice ``index`` are
+    ``(1 - w) * volume[lo] + w * volume[hi]`` (w float32)."""
+    pos = context_positions(n_slices, index, slice_spacing, config)
+    lo = np.floor(pos).astype(np.int64)
+    return lo, np.minimum(lo + 1, n_slices - 1), (pos - lo).astype(np.float32)
+
+
 def context_slices(volume: np.ndarray, index: int, slice_spacing: float, config: Config) -> np.ndarray:
     """Channels (C, H, W) for slice ``index``: itself and neighbours ``context_mm`` apart,
     linearly interpolated along the sagittal axis so that thick and thin slices look alike."""
-    pos = context_positions(volume.shape[0], index, slice_spacing, config)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, volume.shape[0] - 1)
-    w = (pos - lo).astype(np.float32)[:, None, None]
+    lo, hi, w = context_weights(volume.shape[0], index, slice_spacing, config)
+    w = w[:, None, None]
     return (1 - w) * volume[lo] + w * volume[hi]
+
+
+def padding(shape: tuple[int, ...], divisor: int) -> tuple[int, int]:
+    """Rows and columns to add at the bottom/right of the last two axes of ``shape`` to reach multiples of ``divisor``."""
+    return -shape[-2] % divisor, -shape[-1] % divisor
 
 
 def pad_to_multiple(batch: np.ndarray, divisor: int, value: float) -> tuple[np.ndarray, tuple[int, int]]:
     """Pad the last two axes at the bottom/right up to multiples of ``divisor``; return the
     padded array and the original (H, W) to crop back to."""
     h, w = batch.shape[-2:]
-    ph, pw = -h % divisor, -w % divisor
+    ph, pw = padding(batch.shape, divisor)
     if ph or pw:
         pad = [(0, 0)] * (batch.ndim - 2) + [(0, ph), (0, pw)]
         batch = np.pad(batch, pad, constant_values=value)

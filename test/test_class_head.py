@@ -29,18 +29,23 @@ def test_onnx_head_agrees_with_numpy(shape, out):
     assert np.mean(ours == reference) >= 0.999  # the two differ only where two logits are within float rounding
 
 
-def test_onnx_head_takes_a_cropped_view():
+def test_onnx_head_crops_the_padding_itself():
     head = load_class_head("cpu")
     logits = smooth_logits((2, 4, 64, 64), seed=1)
-    view = logits[..., :50, :45]  # the pipeline crops the padding off: not contiguous
-    np.testing.assert_array_equal(head(view, (70, 60)), head(np.ascontiguousarray(view), (70, 60)))
+    view = logits[..., :50, :45]  # the padding of the network's input, cropped off
+    expected = head(np.ascontiguousarray(view), (70, 60))
+    np.testing.assert_array_equal(head(logits, (70, 60), crop=(50, 45)), expected)
+    np.testing.assert_array_equal(head(view, (70, 60)), expected)  # a view works too
 
 
-def test_head_file_is_what_the_builder_writes():
+def test_head_file_is_what_the_builder_writes(tmp_path):
     pytest.importorskip("onnx", reason="onnx is not installed: cannot rebuild the head graph")
     from algorithm.class_head import build_head
 
-    assert HEAD_PATH.read_bytes() == build_head().SerializeToString(), "run python -m algorithm.class_head"
+    from algorithm.backend_base import write_graph
+
+    write_graph(build_head(), tmp_path / "graph.onnx")
+    assert HEAD_PATH.read_bytes() == (tmp_path / "graph.onnx").read_bytes(), "run python -m algorithm.class_head"
 
 
 def test_a_missing_or_broken_head_falls_back_to_numpy(tmp_path, caplog):
