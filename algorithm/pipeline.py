@@ -10,6 +10,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from algorithm.dicom import DicomSeries
 from algorithm.geometry import non_sagittal_plane, orientation
 from algorithm.io import InputError, read_image, write_image
 from algorithm.preprocess import context_slices, pad_to_multiple, preprocess
+from algorithm.resident import Resident, load_resident
 
 STAGES = ("read", "preprocess", "predict", "postprocess", "write")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "resources" / "model"
@@ -46,21 +48,24 @@ class Timer:
 @dataclass
 class Segmenter:
     """A loaded model: its config, its backend, the batch size slices go through in, whether
-    to average with the left-right mirrored input (test-time augmentation, twice the compute), and
-    the head that turns logits into a class map on the input grid (None: numpy)."""
+    to average with the left-right mirrored input (test-time augmentation, twice the compute),
+    the head that turns logits into a class map on the input grid (None: numpy), and the
+    device-side predict stage (algorithm.resident; None: batches are stacked on the host)."""
 
     config: Config
     backend: Backend
     batch_size: int = 8
     mirror: bool = False
     head: ClassHead | None = None
+    resident: Resident | None = None
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto", batch_size: int | None = None, mirror: bool = False) -> "Segmenter":
         model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
         config = Config.load(model_dir)
         chosen = load_backend(model_dir, config, backend, device)
-        return cls(config, chosen, batch_size or (32 if chosen.device == "cuda" else 4), mirror, load_class_head(chosen.device))
+        head = load_class_head(chosen.device)
+        return cls(config, chosen, batch_size or (32 if chosen.device == "cuda" else 4), mirror, head, load_resident(chosen, head))
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Network logits of a batch; with ``mirror``, averaged with those of the mirrored input
@@ -70,9 +75,22 @@ class Segmenter:
             out = (out + self.backend(np.ascontiguousarray(batch[:, ::-1]))) / 2
         return out
 
-    def classes(self, logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """Logits (N, K, h, w) -> uint8 class map (N, H, W) resampled linearly to ``shape`` (see algorithm.class_head)."""
-        return self.head(logits, shape) if self.head is not None else classes_numpy(logits, shape)
+    def classes(self, logits: np.ndarray, shape: tuple[int, int], crop: tuple[int, int]) -> np.ndarray:
+        """Logits (N, K, h', w'), padded beyond ``crop`` = (h, w) -> uint8 class map (N, H, W) resampled
+        linearly to ``shape`` (see algorithm.class_head)."""
+        if self.head is not None:
+            return self.head(logits, shape, crop)
+        return classes_numpy(logits[..., : crop[0], : crop[1]], shape)
+
+
+def batches(n: int, size: int, progress: bool = False) -> Iterable[range]:
+    """Slice indices 0..n-1 in batches of ``size``, with a progress bar if ``progress``."""
+    ranges = [range(start, min(start + size, n)) for start in range(0, n, size)]
+    if not progress:
+        return ranges
+    from tqdm import tqdm
+
+    return tqdm(ranges, desc="predict", unit="batch", leave=False)
 
 
 def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
@@ -80,24 +98,28 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
 
     Slices go through the network at the model's spacing; logits are resampled linearly back to
     the input's in-plane grid before the argmax, so boundaries stay smooth at any resolution.
+    Batches are built on the network's device where the backend allows (algorithm.resident),
+    else on the host; a device-side run that fails falls back to the host for good, with a warning.
     """
     timer = timer or Timer()
-    config = segmenter.config
     with timer.stage("preprocess"):
-        pp = preprocess(volume, spacing, config)
+        pp = preprocess(volume, spacing, segmenter.config)
     with timer.stage("predict"):
-        fill = float(pp.min())
         classes = np.empty(volume.shape, dtype=np.uint8)
-        starts = range(0, volume.shape[0], segmenter.batch_size)
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="predict", unit="batch", leave=False)
-        for start in starts:
-            idx = range(start, min(start + segmenter.batch_size, volume.shape[0]))
-            batch = np.stack([context_slices(pp, i, spacing[0], config) for i in idx])
-            batch, (h, w) = pad_to_multiple(batch, config.divisor, fill)
-            classes[idx.start : idx.stop] = segmenter.classes(segmenter.logits(batch)[..., :h, :w], volume.shape[1:])
+        fill = float(pp.min())
+        if segmenter.resident is not None and not segmenter.mirror:
+            try:
+                uploaded = segmenter.resident.upload(pp)
+                for idx in batches(volume.shape[0], segmenter.batch_size, progress):
+                    classes[idx.start : idx.stop] = segmenter.resident.classes(uploaded, idx, spacing[0], segmenter.config, fill, volume.shape[1:])
+                return classes
+            except Exception as err:  # an untried device or provider: the host path gives the same map
+                log.warning("device-side prediction failed (%s); building batches on the host", error_line(err))
+                segmenter.resident = None
+        for idx in batches(volume.shape[0], segmenter.batch_size, progress):
+            batch = np.stack([context_slices(pp, i, spacing[0], segmenter.config) for i in idx])
+            batch, crop = pad_to_multiple(batch, segmenter.config.divisor, fill)
+            classes[idx.start : idx.stop] = segmenter.classes(segmenter.logits(batch), volume.shape[1:], crop)
     return classes
 
 
