@@ -36,12 +36,15 @@ class TorchBackend:
         self.name = f"torch-{device}" + ("-fp16" if device == "cuda" else "")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.forward(self.torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)).cpu().numpy()
+
+    def forward(self, x):
+        """Input tensor (N, C, H, W) on the backend's device -> float32 logits tensor there."""
         torch = self.torch
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.fp16):
             if self.device == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            return self.model(x).float().cpu().numpy()
+            return self.model(x).float()
 
 
 def torch_backend(model_dir: Path, config: Config, device: str) -> TorchBackend:

@@ -22,7 +22,7 @@ from algorithm.dicom import DicomSeries
 from algorithm.geometry import non_sagittal_plane, orientation
 from algorithm.io import InputError, read_image, write_image
 from algorithm.preprocess import context_slices, pad_to_multiple, preprocess
-from algorithm.resident import Resident, load_resident
+from algorithm.resident import Resident, TorchResident, load_resident
 
 STAGES = ("read", "preprocess", "predict", "postprocess", "write")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "resources" / "model"
@@ -57,7 +57,7 @@ class Segmenter:
     batch_size: int = 8
     mirror: bool = False
     head: ClassHead | None = None
-    resident: Resident | None = None
+    resident: Resident | TorchResident | None = None
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto", batch_size: int | None = None, mirror: bool = False) -> "Segmenter":

@@ -1,15 +1,21 @@
-"""The predict stage on the network's device, for the ONNX Runtime backend (CUDA or CPU).
+"""The predict stage on the network's device, for the ONNX Runtime and PyTorch backends (CUDA or CPU).
 
-The preprocessed volume is uploaded once; for each batch a small ONNX graph
+ONNX Runtime (``Resident``): the preprocessed volume is uploaded once; for each batch a small ONNX graph
 (``resources/context.onnx``, written by ``python -m algorithm.resident``: Gather the two slices
 around each 2.5D channel position, blend them with ``algorithm.preprocess.context_weights``'
 weights, Pad to the network's divisor) builds the network's input where the volume lies, the
 network's session takes it from there by I/O binding, and the class head takes the logits
 from there too; only the uint8 class map comes back to the host. On a GPU this spares the
 host the batch upload and the logits' round trip (a float32 logit map is 16 times the size of
-the class map). The host path (``pipeline.predict_classes`` with numpy context stacking) stays
-for the other backends, for test-time mirroring, and where this graph cannot load; both give
-the same class map (test/test_resident.py).
+the class map).
+
+PyTorch (``TorchResident``): the same steps in torch on the backend's device (context weights
+from ``preprocess.context_weights``, the logits resampled bilinearly with half-pixel centres like
+the class head's Resize, then the argmax), FP16 autocast on CUDA as the backend does.
+
+The host path (``pipeline.predict_classes`` with numpy context stacking) stays for TensorRT,
+for test-time mirroring, and where the context graph cannot load; the class maps agree
+(test/test_resident.py: ONNX Runtime bit for bit, PyTorch but for logits within rounding of a tie).
 """
 
 from __future__ import annotations
@@ -65,9 +71,37 @@ class Resident:
         return binding.copy_outputs_to_cpu()[0] if to_host else binding.get_outputs()[0]
 
 
-def load_resident(backend, head, path: Path = CONTEXT_PATH) -> Resident | None:
-    """The device-side predict stage for an ONNX Runtime ``backend`` with an ONNX class ``head``;
-    None (the host path) for other backends, without a head, or where the graph cannot load (logged)."""
+class TorchResident:
+    """The device-side predict stage of a PyTorch backend (algorithm.backends.TorchBackend)."""
+
+    def __init__(self, backend):
+        self.backend, self.torch = backend, backend.torch
+
+    def upload(self, volume: np.ndarray):
+        """The preprocessed volume (N, h, w) float32, as a tensor on the backend's device."""
+        return self.torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)).to(self.backend.device)
+
+    def classes(self, volume, indices: range, slice_spacing: float, config: Config, fill: float, shape: tuple[int, int]) -> np.ndarray:
+        """As ``Resident.classes``, for an uploaded tensor ``volume``."""
+        torch = self.torch
+        n_slices, h, w = volume.shape
+        lo, hi, weight = (torch.from_numpy(np.stack(a)).to(volume.device) for a in zip(*(context_weights(n_slices, i, slice_spacing, config) for i in indices)))
+        weight = weight[..., None, None]
+        with torch.inference_mode():
+            batch = (1 - weight) * volume[lo] + weight * volume[hi]
+            ph, pw = padding((h, w), config.divisor)
+            batch = torch.nn.functional.pad(batch, (0, pw, 0, ph), value=fill)
+            logits = self.backend.forward(batch)[..., :h, :w]
+            resized = torch.nn.functional.interpolate(logits, size=tuple(shape), mode="bilinear", align_corners=False)
+            return resized.argmax(dim=1).to(torch.uint8).cpu().numpy()
+
+
+def load_resident(backend, head, path: Path = CONTEXT_PATH) -> Resident | TorchResident | None:
+    """The device-side predict stage for a PyTorch ``backend`` on CUDA (on the CPU, torch's
+    resampling is slower than the ONNX class head the host path uses), or for an ONNX Runtime one
+    with an ONNX class ``head``; None (the host path) for others, or where the graph cannot load (logged)."""
+    if hasattr(backend, "forward"):
+        return TorchResident(backend) if backend.device == "cuda" else None
     session = getattr(backend, "session", None)
     if session is None or head is None:
         return None

@@ -1,4 +1,4 @@
-"""The device-side predict stage (algorithm.resident) against the host path, on the CPU."""
+"""The device-side predict stage (algorithm.resident, ONNX Runtime and PyTorch) against the host path, on the CPU."""
 
 from __future__ import annotations
 
@@ -49,6 +49,22 @@ def test_same_class_map_as_the_host_path(tiny_model_dir, shape, spacing, batch):
     resident, host = segment_both_ways(tiny_model_dir, volume, spacing, batch_size=batch)
     assert resident.dtype == np.uint8 and resident.shape == shape
     np.testing.assert_array_equal(resident, host)
+
+
+@pytest.mark.parametrize("shape,spacing", [((9, 70, 53), (3.3, 0.9, 1.1)), ((1, 40, 40), (4.0, 1.2, 1.2))])
+def test_torch_on_its_device_gives_the_host_paths_class_map(tiny_model_dir, shape, spacing):
+    pytest.importorskip("torch")
+    from algorithm.pipeline import Segmenter, predict_classes
+    from algorithm.resident import TorchResident
+
+    segmenter = Segmenter.load(tiny_model_dir, backend="torch", device="cpu", batch_size=4)
+    assert segmenter.resident is None  # on the CPU the host path (ONNX head) is faster
+    volume = smooth_volume(shape, seed=2) * 50 + 300
+    host = predict_classes(volume, spacing, segmenter)
+    segmenter.resident = TorchResident(segmenter.backend)  # what CUDA gets, run on the CPU
+    resident = predict_classes(volume, spacing, segmenter)
+    assert resident.dtype == np.uint8 and resident.shape == shape
+    assert np.mean(resident == host) >= 0.999  # torch's and ONNX Runtime's resampling differ in rounding only
 
 
 def test_mirroring_and_other_backends_use_the_host_path(tiny_model_dir, monkeypatch):
