@@ -1,16 +1,20 @@
 """The predict stage's variants side by side in one process, on the same volumes with the same
-loaded model (ONNX Runtime):
+loaded model:
 
-- "device": batches built on the network's device (algorithm.resident), the default;
+- "device": batches built on the network's device (algorithm.resident: the context graph and
+  I/O binding for ONNX Runtime, torch for PyTorch; the default on CUDA, and for ONNX Runtime on
+  the CPU too);
 - "host, onnx head": batches stacked on the host, logits -> class map by the ONNX head
   (algorithm.class_head);
 - "host, numpy": batches stacked on the host, logits resampled and argmaxed with numpy.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=$PWD python scripts/ab_predict.py VOLUME [VOLUME ...] [--repeats N] [--device cpu|cuda]
+    OMP_NUM_THREADS=2 PYTHONPATH=$PWD python scripts/ab_predict.py VOLUME [VOLUME ...]
+        [--synthetic t2,t1,t2_SPACE] [--backend onnxruntime|torch] [--device cpu|cuda] [--repeats N]
 
-Prints the median predict stage and in-process total per volume and variant (the first of the
-repeats is a warm-up, the variants alternate), and how many voxels of each output differ from
-the first variant's.
+``--synthetic`` adds the benchmark's synthetic volumes (real SPIDER geometries). Prints the median
+predict stage and in-process total per volume and variant (the first of the repeats is a
+warm-up, the variants alternate), and how many voxels of each output differ from the first
+variant's.
 """
 
 from __future__ import annotations
@@ -24,20 +28,28 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("volumes", nargs="+", type=Path)
-    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("volumes", nargs="*", type=Path)
+    parser.add_argument("--synthetic", default="", help="comma-separated synthetic volumes of algorithm.synthetic.GEOMETRIES")
+    parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
 
     import SimpleITK as sitk
 
+    from algorithm.benchmark import synthetic_volumes
     from algorithm.pipeline import Segmenter, segment_file
+    from algorithm.resident import TorchResident, load_resident
 
-    segmenter = Segmenter.load(None, backend="onnxruntime", device=args.device)
-    variants = {"device": (segmenter.head, segmenter.resident), "host, onnx head": (segmenter.head, None), "host, numpy": (None, None)}
+    segmenter = Segmenter.load(None, backend=args.backend, device=args.device)
+    device = segmenter.resident or (TorchResident(segmenter.backend) if args.backend == "torch" else load_resident(segmenter.backend, segmenter.head))
+    variants = {"device": (segmenter.head, device), "host, onnx head": (segmenter.head, None), "host, numpy": (None, None)}
     files = {name: name.replace(", ", "_").replace(" ", "_") + ".mha" for name in variants}
+    print(f"backend {segmenter.backend.name}")
     with tempfile.TemporaryDirectory() as tmp:
-        for volume in args.volumes:
+        names = [n for n in args.synthetic.split(",") if n]
+        volumes = list(args.volumes) + [image for image, _ in synthetic_volumes(Path(tmp) / "synthetic", names)]
+        for volume in volumes:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
             for repeat in range(args.repeats):
                 for name, (head, resident) in variants.items():
