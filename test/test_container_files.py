@@ -239,3 +239,24 @@ def test_local_run_matches_expected_outputs_and_truth():
     result = subprocess.run(["bash", str(REPO / "test.sh"), "--local"], capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "2"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("class Dice vs truth") == len(cases)
+
+
+RUNTIME = ("__main__", "cli", "pipeline", "io", "geometry", "preprocess", "backends", "backend_base", "tensorrt_backend", "postprocess",
+           "distance", "resident", "class_head", "config", "labels", "dicom", "qc", "measure", "model")
+DEVELOPER_TOOLS = ("evaluate", "inspect_data", "benchmark", "synthetic", "samples", "export", "nnunet_baseline")
+
+
+def test_runtime_never_imports_the_developer_tools():
+    """The container's modules import none of the tools beside them, not even lazily inside a function."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "algorithm"
+    assert {p.stem for p in package.glob("*.py")} == set(RUNTIME) | set(DEVELOPER_TOOLS) | {"__init__"}, "classify the new module"
+    for name in RUNTIME:
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}  # from algorithm import evaluate
+        bad = sorted(m for m in imported if m.split(".")[0] == "train" or m in {f"algorithm.{t}" for t in DEVELOPER_TOOLS})
+        assert not bad, f"algorithm/{name}.py imports {bad}"
