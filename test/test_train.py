@@ -170,3 +170,37 @@ def test_show_augmentations_writes_a_picture(tmp_path, dataset):
     out = tmp_path / "aug"
     assert train_main(["--data", str(dataset), "--out", str(out), "--config", str(tiny_config(tmp_path)), "--show-augmentations"]) == 0
     assert (out / "augmentations.png").stat().st_size > 1000
+
+
+def test_worker_processes_render_the_same_batches(tmp_path, dataset):
+    from train.dataset import list_cases, load_volumes
+    from train.train import Workers
+
+    config = Config.from_dict({**TINY, "batch_size": 6, "augment": {"p_synth": 0.4, "p_remap": 0.4, "p_thick": 0.5, "p_nocontext": 0.2}})
+    volumes = load_volumes(list_cases(dataset), config, None)
+    p = augment.params(config.augment)
+    serial = sample_batch(volumes, config, p, torch.Generator().manual_seed(3), "cpu")
+    workers = Workers(volumes, config, p, 2)
+    try:
+        parallel = sample_batch(volumes, config, p, torch.Generator().manual_seed(3), "cpu", workers=workers)
+    finally:
+        workers.close()
+    assert torch.equal(serial[0], parallel[0]) and torch.equal(serial[1], parallel[1])
+
+
+def test_training_with_workers_is_the_same_run(tmp_path, dataset):
+    config = tiny_config(tmp_path, val_every=100, augment={"p_synth": 0.3, "p_remap": 0.3, "p_thick": 0.3})
+    runs = {n: tmp_path / f"w{n}" for n in (0, 2)}
+    for n, out in runs.items():
+        assert train_main(["--data", str(dataset), "--out", str(out), "--config", str(config), "--epochs", "1", "--workers", str(n)]) == 0
+    losses = [[float(r["loss"]) for r in csv.DictReader((out / "log.csv").open())] for out in runs.values()]
+    assert losses[0] == losses[1]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_throughput_measures_the_contrast_mix(workers):
+    from train.throughput import measure
+
+    config = Config.from_dict({**TINY, "augment": {"p_synth": 0.5, "p_remap": 0.5, "p_thick": 0.5}})
+    result = measure(config, "cpu", steps=1, amp=False, warmup=0, workers=workers)
+    assert result["workers"] == workers and result["slices_per_s"] > 0

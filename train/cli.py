@@ -21,6 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="override the config's epoch count")
     parser.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs (the schedule still spans all; continue with --resume)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--workers", type=int, default=0, metavar="N", help="processes that render training slices (0: the training process; the same batches either way)")
     parser.add_argument("--cache", type=Path, help="preprocessed-volume cache (default OUT/../cache)")
     parser.add_argument("--masks", type=Path, action="append", default=[], metavar="DIR", help="also train on these mask-only SPIDER masks (synthetic images; repeatable); masks of validation patients are left out")
     parser.add_argument("--exclude", nargs="+", default=[], metavar="NAME", help="leave out cases/masks with these names (e.g. series whose slices you validate on)")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         except InputError as err:
             logging.getLogger("train").warning("skipping: %s", err)
     logging.getLogger("train").info("%d training volumes, %d validation volumes", len(volumes), len(val))
-    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after, init=args.init)
+    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after, init=args.init, workers=args.workers)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(best, indent=1))
     return 0

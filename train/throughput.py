@@ -1,7 +1,8 @@
 """Training throughput (slices/s) of a config on this machine, with and without mixed precision.
 
-Speed does not depend on the data, so random volumes of SPIDER T2-SPACE size stand in for it:
-``python -m train.throughput [--config FILE] [--device cuda] [--steps 30] [--json FILE]``."""
+Speed does not depend on the data, so random volumes (image, classes and tissue maps) of SPIDER
+T2-SPACE size stand in for it:
+``python -m train.throughput [--config FILE] [--device cuda] [--steps 30] [--workers N] [--json FILE]``."""
 
 from __future__ import annotations
 
@@ -14,19 +15,24 @@ from pathlib import Path
 import numpy as np
 
 
-def measure(config, device: str, steps: int, amp: bool, warmup: int = 5) -> dict[str, float]:
-    """Median step time and slices/s of sampling + augmentation + optimisation for ``steps`` steps."""
+def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers: int = 0) -> dict[str, float]:
+    """Median step time and slices/s of sampling + augmentation + optimisation for ``steps`` steps
+    (``workers``: processes rendering the slices, as ``spider-train --workers``)."""
     import torch
 
     from train import augment
     from train.dataset import Volume
-    from train.train import amp_dtype, make_optimizer, sample_batch, train_step
+    from train.synth import N_TISSUES
+    from train.train import Workers, amp_dtype, make_optimizer, sample_batch, train_step
     from algorithm.model import build_model
 
     rng = np.random.default_rng(0)
-    volumes = [Volume(f"random{i}", rng.standard_normal((20, 400, 320)).astype(np.float16), rng.integers(0, 4, (20, 400, 320), dtype=np.uint8), 0.9) for i in range(4)]
+    shape = (20, 400, 320)
+    volumes = [Volume(f"random{i}", rng.standard_normal(shape).astype(np.float16), rng.integers(0, 4, shape, dtype=np.uint8), 0.9,
+                      rng.integers(0, N_TISSUES, shape, dtype=np.uint8)) for i in range(4)]
     gen = torch.Generator().manual_seed(0)
     p = augment.params(config.augment)
+    pool = Workers(volumes, config, p, workers) if workers > 0 else None
     model = build_model(config).to(device)
     if device == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -36,7 +42,7 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5) -> dict
     times, sample_times = [], []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        x, y = sample_batch(volumes, config, p, gen, device)
+        x, y = sample_batch(volumes, config, p, gen, device, workers=pool)
         if device == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
             torch.cuda.synchronize()
@@ -45,9 +51,11 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5) -> dict
         if i >= warmup:
             times.append(time.perf_counter() - t0)
             sample_times.append(t1 - t0)
+    if pool is not None:
+        pool.close()
     step = float(np.median(times))
     return {
-        "device": device, "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "batch": config.batch_size,
+        "device": device, "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "batch": config.batch_size, "workers": workers,
         "patch": list(config.patch), "step_ms": 1000 * step, "sample_ms": 1000 * float(np.median(sample_times)),
         "slices_per_s": config.batch_size / step,
     }
@@ -59,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, help="override the config's batch size")
+    parser.add_argument("--workers", type=int, default=0, help="processes rendering the training slices (spider-train --workers)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     from algorithm.config import Config
@@ -67,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     config = Config.from_dict(json.loads(path.read_text()))
     if args.batch_size:
         config.batch_size = args.batch_size
-    results = [measure(config, args.device, args.steps, amp) for amp in ((False, True) if args.device == "cuda" else (False,))]
+    results = [measure(config, args.device, args.steps, amp, workers=args.workers) for amp in ((False, True) if args.device == "cuda" else (False,))]
     for r in results:
-        print(f"{r['device']} {r['amp']:>8}: batch {r['batch']} x {r['patch']}  step {r['step_ms']:.1f} ms (sampling+augmentation {r['sample_ms']:.1f} ms)  {r['slices_per_s']:.1f} slices/s")
+        print(f"{r['device']} {r['amp']:>8}: batch {r['batch']} x {r['patch']}, {r['workers']} workers  step {r['step_ms']:.1f} ms (sampling+augmentation {r['sample_ms']:.1f} ms)  {r['slices_per_s']:.1f} slices/s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -52,14 +52,46 @@ def _draw_volume(pools: list[tuple[list[Volume], torch.Tensor]], p: dict, gen: t
     return pool[int(torch.multinomial(weights, 1, generator=gen))]
 
 
-def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+class Workers:
+    """Processes that render training slices (``synth.sample_channels``, most of a batch's sampling
+    time) in parallel. Forked with the volumes, which they share copy-on-write; each slice is
+    rendered from its own seed drawn in the main process, so a batch is the same with any number
+    of workers, and so is a resumed run."""
+
+    def __init__(self, volumes: list[Volume], config: Config, p: dict, n: int):
+        import multiprocessing
+
+        self.position = {id(v): i for i, v in enumerate(volumes)}
+        self.pool = multiprocessing.get_context("fork").Pool(n, initializer=_worker_init, initargs=(volumes, config, p))
+
+    def render(self, items: list[tuple[Volume, int, int]]) -> list[np.ndarray]:
+        """Channels of each (volume, slice index, seed), in order."""
+        return self.pool.starmap(_worker_render, [(self.position[id(v)], index, seed) for v, index, seed in items])
+
+    def close(self) -> None:
+        self.pool.terminate()
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(volumes: list[Volume], config: Config, p: dict) -> None:
+    torch.set_num_threads(1)
+    _WORKER.update(volumes=volumes, config=config, p=p)
+
+
+def _worker_render(position: int, index: int, seed: int) -> np.ndarray:
+    return _render_one(_WORKER["volumes"][position], index, seed, _WORKER["config"], _WORKER["p"])
+
+
+def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, train: bool = True, workers: Workers | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of augmented 2.5D patches (B, C, h, w) and class maps (B, h, w).
 
     Slices are drawn in proportion to each volume's slice count; half of the patches are centred
     on a random foreground pixel (as nnU-Net oversamples foreground), the rest anywhere. Each
-    slice's channels are real, remapped or synthetic, thin or thick (train/synth.py); without
-    ``train`` they are the real image's."""
-    chans, classes, centres = [], [], []
+    slice's channels are real, remapped or synthetic, thin or thick (train/synth.py), rendered by
+    ``workers`` where given; without ``train`` they are the real image's."""
+    chans, classes, centres, renders = [], [], [], []
     pools = _pools(volumes)
     for _ in range(config.batch_size):
         vol = _draw_volume(pools, p, gen)
@@ -71,11 +103,13 @@ def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Gene
         else:  # anywhere that keeps the patch inside the slice where it fits
             centres.append(torch.tensor([min(m, n) / 2 + float(torch.rand(1, generator=gen)) * max(0, n - m) for n, m in zip(cls.shape, config.patch)]))
         if train:
-            rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
-            chans.append(torch.from_numpy(synth.sample_channels(vol, index, config, p, rng)))
+            renders.append((vol, index, int(torch.randint(2**62, (1,), generator=gen))))
         else:
             chans.append(torch.from_numpy(context_slices(vol.image, index, vol.slice_spacing, config).astype(np.float32)))
         classes.append(cls)
+    if renders:
+        rendered = workers.render(renders) if workers is not None else [_render_one(vol, index, seed, config, p) for vol, index, seed in renders]
+        chans = [torch.from_numpy(c) for c in rendered]
     # pad to a common size (bottom/right, so pixel coordinates stay valid) and transform at once
     hw = (max(c.shape[-2] for c in chans), max(c.shape[-1] for c in chans))
     x = torch.stack([F.pad(c, (0, hw[1] - c.shape[-1], 0, hw[0] - c.shape[-2]), value=float(c.min())) for c in chans]).to(device)
@@ -85,6 +119,10 @@ def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Gene
     if train:
         x = augment.intensity(augment.mirror(x, p, gen), p, gen)
     return x, y
+
+
+def _render_one(vol: Volume, index: int, seed: int, config: Config, p: dict) -> np.ndarray:
+    return synth.sample_channels(vol, index, config, p, np.random.default_rng(seed))
 
 
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -163,14 +201,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir: Path, resume: bool = False, device: str | None = None, epochs: int | None = None, stop_after: int | None = None, init: Path | None = None) -> dict:
+def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir: Path, resume: bool = False, device: str | None = None, epochs: int | None = None,
+        stop_after: int | None = None, init: Path | None = None, workers: int = 0) -> dict:
     """Train (or resume) in ``out_dir``; returns the best validation scores seen. ``stop_after``
     ends the run early after that epoch, leaving the schedule as if it went on (resume later);
-    ``init`` starts a new run from existing weights."""
-    from tqdm import tqdm
-
-    from train.report import Logger
-
+    ``init`` starts a new run from existing weights; ``workers`` processes render the training
+    slices (0: this process; the result is the same)."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = int(os.environ.get("RANK", "0"))
     if distributed:
@@ -186,6 +222,21 @@ def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir
     torch.manual_seed(config.seed + rank)
     gen = torch.Generator().manual_seed(config.seed + rank)
     p = augment.params(config.augment)
+    pool = Workers(volumes, config, p, workers) if workers > 0 else None  # forked before the model goes to the GPU
+    try:
+        return _fit(volumes, val_cases, config, out_dir, resume, device, epochs, stop_after, init, gen, p, pool, rank, distributed)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir: Path, resume: bool, device: str, epochs: int | None, stop_after: int | None,
+         init: Path | None, gen: torch.Generator, p: dict, pool: Workers | None, rank: int, distributed: bool) -> dict:
+    """The training loop of ``fit``."""
+    from tqdm import tqdm
+
+    from train.report import Logger
+
     model = build_model(config)
     if init is not None:
         model.load_state_dict(load_weights(init))
@@ -219,7 +270,7 @@ def fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_dir
             lr = learning_rate(config, epoch * config.steps_per_epoch + step, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = sample_batch(volumes, config, p, gen, device)
+            x, y = sample_batch(volumes, config, p, gen, device, workers=pool)
             if device == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             losses.append(train_step(net, optimizer, scaler, x, y, dtype, config.grad_clip))
