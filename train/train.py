@@ -76,8 +76,7 @@ _WORKER: dict = {}
 
 
 def _worker_init(volumes: list[Volume], config: Config, p: dict) -> None:
-    torch.set_num_threads(1)
-    _WORKER.update(volumes=volumes, config=config, p=p)
+    _WORKER.update(volumes=volumes, config=config, p=p)  # the workers run numpy only, never torch
 
 
 def _worker_render(position: int, index: int, seed: int) -> np.ndarray:
