@@ -27,12 +27,19 @@ from pathlib import Path
 import numpy as np
 
 from algorithm.backend_base import CPU_PROVIDER, CUDA_PROVIDER, error_line, ort_session, write_graph
+from algorithm.backends import OnnxBackend, TorchBackend
 from algorithm.config import Config
 from algorithm.preprocess import context_weights, padding
 
 CONTEXT_PATH = Path(__file__).parent / "resources" / "context.onnx"
 
 log = logging.getLogger("algorithm")
+
+
+def batch_weights(n_slices: int, indices: range, slice_spacing: float, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``preprocess.context_weights`` for a batch of slices: lo and hi (B, C) int64, w (B, C, 1, 1) float32."""
+    lo, hi, w = (np.stack(a) for a in zip(*(context_weights(n_slices, i, slice_spacing, config) for i in indices)))
+    return lo, hi, w[..., None, None]
 
 
 class Resident:
@@ -50,9 +57,9 @@ class Resident:
         """uint8 class map (len(indices), H, W) at ``shape`` of the slices ``indices`` of the uploaded
         ``volume`` (an OrtValue, (N, h, w)); ``fill``: the padding value."""
         n_slices, *h_w = volume.shape()
-        lo, hi, w = (np.stack(a) for a in zip(*(context_weights(n_slices, i, slice_spacing, config) for i in indices)))
+        lo, hi, w = batch_weights(n_slices, indices, slice_spacing, config)
         pads = np.array([0, 0, 0, 0, 0, 0, *padding(h_w, config.divisor)], dtype=np.int64)
-        batch = self._run(self.context, {"volume": volume, "lo": lo, "hi": hi, "weight": w[..., None, None], "pads": pads, "fill": np.array(fill, dtype=np.float32)})
+        batch = self._run(self.context, {"volume": volume, "lo": lo, "hi": hi, "weight": w, "pads": pads, "fill": np.array(fill, dtype=np.float32)})
         logits = self._run(self.model, {self.model.get_inputs()[0].name: batch})
         feeds = self.head.feeds(tuple(logits.shape()), shape, tuple(h_w))
         return self._run(self.head.session, {"logits": logits, **feeds}, to_host=True)
@@ -85,8 +92,7 @@ class TorchResident:
         """As ``Resident.classes``, for an uploaded tensor ``volume``."""
         torch = self.torch
         n_slices, h, w = volume.shape
-        lo, hi, weight = (torch.from_numpy(np.stack(a)).to(volume.device) for a in zip(*(context_weights(n_slices, i, slice_spacing, config) for i in indices)))
-        weight = weight[..., None, None]
+        lo, hi, weight = (torch.from_numpy(a).to(volume.device) for a in batch_weights(n_slices, indices, slice_spacing, config))
         with torch.inference_mode():
             batch = (1 - weight) * volume[lo] + weight * volume[hi]
             ph, pw = padding((h, w), config.divisor)
@@ -100,15 +106,14 @@ def load_resident(backend, head, path: Path = CONTEXT_PATH) -> Resident | TorchR
     """The device-side predict stage for a PyTorch ``backend`` on CUDA (on the CPU, torch's
     resampling is slower than the ONNX class head the host path uses), or for an ONNX Runtime one
     with an ONNX class ``head``; None (the host path) for others, or where the graph cannot load (logged)."""
-    if hasattr(backend, "forward"):
+    if isinstance(backend, TorchBackend):
         return TorchResident(backend) if backend.device == "cuda" else None
-    session = getattr(backend, "session", None)
-    if session is None or head is None:
+    if not isinstance(backend, OnnxBackend) or head is None:
         return None
     import onnxruntime as ort
 
     try:
-        return Resident(ort, session, head, backend.device, path)
+        return Resident(ort, backend.session, head, backend.device, path)
     except Exception as err:  # a missing or broken file: the host path still works
         log.warning("context graph: %s; stacking slices on the host", error_line(err))
         return None

@@ -39,10 +39,11 @@ def main() -> None:
 
     from algorithm.benchmark import synthetic_volumes
     from algorithm.pipeline import Segmenter, segment_file
-    from algorithm.resident import TorchResident, load_resident
+    from algorithm.resident import TorchResident
 
     segmenter = Segmenter.load(None, backend=args.backend, device=args.device)
-    device = segmenter.resident or (TorchResident(segmenter.backend) if args.backend == "torch" else load_resident(segmenter.backend, segmenter.head))
+    # PyTorch on the CPU loads without its device path (slower there): build it to compare
+    device = segmenter.resident or (TorchResident(segmenter.backend) if args.backend == "torch" else None)
     variants = {"device": (segmenter.head, device), "host, onnx head": (segmenter.head, None), "host, numpy": (None, None)}
     files = {name: name.replace(", ", "_").replace(" ", "_") + ".mha" for name in variants}
     print(f"backend {segmenter.backend.name}")

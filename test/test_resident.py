@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from algorithm.config import Config
-from algorithm.preprocess import context_slices, context_weights, pad_to_multiple, padding
-from algorithm.resident import CONTEXT_PATH, Resident, load_resident
+from algorithm.preprocess import context_slices, pad_to_multiple, padding
+from algorithm.resident import CONTEXT_PATH, Resident, batch_weights, load_resident
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: batches are stacked on the host only")
 
@@ -26,9 +26,9 @@ def test_context_graph_matches_numpy_bit_for_bit(shape, slice_spacing):
     session = ort.InferenceSession(str(CONTEXT_PATH), providers=["CPUExecutionProvider"])
     indices = range(shape[0])
     expected, _ = pad_to_multiple(np.stack([context_slices(volume, i, slice_spacing, config) for i in indices]), config.divisor, -3.5)
-    lo, hi, w = (np.stack(a) for a in zip(*(context_weights(shape[0], i, slice_spacing, config) for i in indices)))
+    lo, hi, w = batch_weights(shape[0], indices, slice_spacing, config)
     pads = np.array([0, 0, 0, 0, 0, 0, *padding(shape, config.divisor)], dtype=np.int64)
-    ours = session.run(None, {"volume": volume, "lo": lo, "hi": hi, "weight": w[..., None, None], "pads": pads, "fill": np.array(-3.5, dtype=np.float32)})[0]
+    ours = session.run(None, {"volume": volume, "lo": lo, "hi": hi, "weight": w, "pads": pads, "fill": np.array(-3.5, dtype=np.float32)})[0]
     assert ours.dtype == np.float32
     np.testing.assert_array_equal(ours, expected)
 
