@@ -3,7 +3,8 @@
 # same label set, Dice >= 0.99 per structure) and its truth (class Dice >= the case's floors.json).
 #   ./test.sh [CASE_DIR ...]          the built image, the way grand-challenge runs it: no network,
 #                                     GPU if present, /input read-only, empty tmpfs /tmp, memory limit
-#   ./test.sh --local [CASE_DIR ...]  the same entry point, python -m algorithm -i INPUT -o OUTPUT, without Docker
+#   ./test.sh --local [CASE_DIR ...]  the same entry point, python -m algorithm -i INPUT -o OUTPUT, without Docker,
+#                                     on the image's backends (ONNX Runtime: the image holds no OpenVINO)
 # Image: SPIDER_IMAGE (default spider-segment:latest); memory limit: SPIDER_MEMORY (default 15g).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,7 +14,7 @@ cases=()
 for arg in "$@"; do
     case "$arg" in
         --local) mode=local ;;
-        -h | --help) sed -n '2,7s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,8s/^# \{0,1\}//p' "$0"; exit 0 ;;
         -*) echo "test.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
         *) cases+=("${arg%/}") ;;
     esac
@@ -60,7 +61,7 @@ for case_dir in "${cases[@]}"; do
     if [[ "$mode" == docker ]]; then
         docker run "${docker_args[@]}" -v "$(realpath "$case_dir/input"):/input:ro" -v "$out:/output" "$image" >"$work/$name.log" 2>&1 || status=$?
     else
-        python -m algorithm -i "$case_dir/input" -o "$out" >"$work/$name.log" 2>&1 || status=$?
+        python -m algorithm -i "$case_dir/input" -o "$out" --backend onnxruntime >"$work/$name.log" 2>&1 || status=$?
     fi
     seconds=$(( ($(date +%s%N) - start) / 1000000 ))
     seconds="$((seconds / 1000)).$(printf '%03d' $((seconds % 1000)))"

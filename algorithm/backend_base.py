@@ -1,4 +1,4 @@
-"""What every inference backend shares: the model file names, the ``Backend`` interface, the
+"""What every inference backend shares: the backend and device names, the model file names, the ``Backend`` interface, the
 exception that says a backend cannot run here, how an ONNX Runtime session is made, how the
 small helper graphs beside the model (class head, context) are written, and how an error is told
 in one line. ``backends`` (the loader) and ``tensorrt_backend`` (one backend) both
@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
+DEVICES = ("auto", "cpu", "cuda")
 WEIGHTS_NAME = "model.pt"
 ONNX_NAME = "model.onnx"
 FP16_ONNX_NAME = "model.fp16.onnx"  # FP16 graph with float32 I/O: ONNX Runtime on CUDA, strongly typed TensorRT (>= 11)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import platform
 import subprocess
 import sys
@@ -22,9 +23,10 @@ from statistics import median
 from algorithm.config import Config
 from algorithm.pipeline import DEFAULT_MODEL_DIR, STAGES
 
-BACKEND_CHOICES = ("torch", "onnxruntime", "tensorrt")
+BACKEND_CHOICES = ("torch", "onnxruntime", "openvino", "tensorrt")
 DEVICE_CHOICES = ("cpu", "cuda")
-PRECISION_CHOICES = ("fp32", "fp16")
+PRECISION_CHOICES = ("fp32", "fp16", "bf16")
+TORCH_PRECISIONS, OPENVINO_PRECISIONS = ("fp32", "fp16"), ("fp32", "bf16")
 DEFAULT_VOLUMES = ("t2", "t1", "t2_SPACE")
 SPIDER_MASKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider-masks"
 
@@ -39,7 +41,7 @@ class Configuration:
 
     backend: str
     device: str
-    precision: str  # "fp32"/"fp16" for PyTorch; ONNX Runtime: FP32 graph on CPU, FP16 graph on CUDA; TensorRT: its engine
+    precision: str  # "fp32"/"fp16" for PyTorch, "fp32"/"bf16" for OpenVINO; ONNX Runtime: FP32 graph on CPU, FP16 graph on CUDA; TensorRT: its engine
 
     @property
     def label(self) -> str:
@@ -57,12 +59,14 @@ class Volume:
 
 
 def configurations(backends: list[str], devices: list[str], precisions: list[str]) -> list[Configuration]:
-    """All configurations to try; precision only varies for PyTorch."""
+    """All configurations to try; precision only varies for PyTorch and OpenVINO (CPU only)."""
     out = []
     for backend in backends:
         for device in devices:
             if backend == "torch":
-                out += [Configuration(backend, device, p) for p in precisions]
+                out += [Configuration(backend, device, p) for p in precisions if p in TORCH_PRECISIONS]
+            elif backend == "openvino":
+                out += [Configuration(backend, device, p) for p in precisions if p in OPENVINO_PRECISIONS and device == "cpu"]
             elif backend == "onnxruntime":
                 out.append(Configuration(backend, device, "fp16" if device == "cuda" else "fp32"))
             else:
@@ -195,12 +199,18 @@ def isolated(function, **kwargs) -> dict:
         raise BenchmarkError(f"the process running {function.__name__} died (killed, or out of memory)") from None
 
 
-def _set_precision(backend, precision: str) -> None:
-    """FP32 or FP16 autocast for the PyTorch backend (ONNX Runtime and TensorRT run as exported)."""
-    from algorithm.backends import TorchBackend
+def _set_precision(backend, precision: str) -> str | None:
+    """FP32 or FP16 autocast for the PyTorch backend, FP32 or bf16 for OpenVINO (ONNX Runtime and
+    TensorRT run as exported); the reason where the machine cannot run ``precision``."""
+    from algorithm.backends import OpenVinoBackend, TorchBackend
 
     if isinstance(backend, TorchBackend):
         backend.fp16 = precision == "fp16"
+    elif isinstance(backend, OpenVinoBackend):
+        backend.compile(precision)
+        if backend.precision != precision:
+            return f"this CPU has no native {precision} (OpenVINO runs {backend.precision})"
+    return None
 
 
 def measure(model_dir: str, config: Configuration, volume: str, repeats: int, warmup: int) -> dict:
@@ -216,7 +226,9 @@ def measure(model_dir: str, config: Configuration, volume: str, repeats: int, wa
         return {"skipped": str(err)}
     if segmenter.backend.device != config.device:
         return {"skipped": f"{config.backend} would run on the {segmenter.backend.device} ({segmenter.backend.name})"}
-    _set_precision(segmenter.backend, config.precision)
+    reason = _set_precision(segmenter.backend, config.precision)
+    if reason:
+        return {"skipped": reason}
     load_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "labels.mha"
@@ -234,7 +246,8 @@ def segment_command(volume: str, out_dir: str, model_dir: str, device: str) -> l
 
 
 def time_process(command: list[str], interval_s: float = 0.005) -> dict:
-    """Wall time and peak resident memory of one process run to completion. The peak is the
+    """Wall time, peak resident memory and the backend it logged (None if it logged none) of one
+    process run to completion. The peak is the
     child's own ``VmHWM``, sampled while it runs (it only grows, so the last sample before the
     exit holds it); ``ru_maxrss`` of ``wait4`` is not used: Linux carries the parent's high-water
     mark over into it at fork."""
@@ -252,7 +265,9 @@ def time_process(command: list[str], interval_s: float = 0.005) -> dict:
             log.seek(0)
             tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise BenchmarkError(f"'{' '.join(command)[:160]}' failed (exit {proc.returncode}): {tail[0][:200]}")
-    return {"wall_s": wall, "peak_rss_mb": peak}
+        log.seek(0)
+        backend = re.search(r"backend: (\S+)", log.read().decode(errors="replace"))
+    return {"wall_s": wall, "peak_rss_mb": peak, "backend": backend and backend.group(1)}
 
 
 # --- the benchmark ------------------------------------------------------------------------
@@ -303,7 +318,7 @@ def benchmark_process(model_dir: Path, devices: list[str], volumes: list[Volume]
                 runs = [time_process(command) for _ in range(repeats)]
             wall = summarize([r["wall_s"] for r in runs])
             report["process"].append({
-                "volume": volume.name, "device": device, "wall_s": wall, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "volume": volume.name, "device": device, "backend": runs[-1]["backend"], "wall_s": wall, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
                 "volumes_per_s": 1 / wall["median"], "slices_per_s": volume.shape[0] / wall["median"], "command": " ".join(command),
             })
 
@@ -469,8 +484,8 @@ def format_table(report: dict) -> str:
     lines += _grid(header, rows)
     if report["process"]:
         lines += ["", "whole spider-segment process (start, imports, model load, segmentation, write):"]
-        lines += _grid(["volume", "device", "wall s", "vol/s", "slices/s", "RSS MB"],
-                       [[p["volume"], p["device"], _span(p["wall_s"]), f"{p['volumes_per_s']:.2f}", f"{p['slices_per_s']:.1f}", f"{p['peak_rss_mb']:.0f}"] for p in report["process"]])
+        lines += _grid(["volume", "device", "backend", "wall s", "vol/s", "slices/s", "RSS MB"],
+                       [[p["volume"], p["device"], p.get("backend") or "?", _span(p["wall_s"]), f"{p['volumes_per_s']:.2f}", f"{p['slices_per_s']:.1f}", f"{p['peak_rss_mb']:.0f}"] for p in report["process"]])
     nnunet = report.get("nnunet")
     if nnunet and "runs" in nnunet:
         plan = nnunet["plan"]
@@ -543,7 +558,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--random-model", action="store_true", help="benchmark an untrained model of the default architecture instead of --model")
     parser.add_argument("--backend", default="all", help=f"'all' or comma-separated {', '.join(BACKEND_CHOICES)} (default all)")
     parser.add_argument("--device", default="all", help="'all', cpu or cuda (default all; unavailable ones are skipped with the reason)")
-    parser.add_argument("--precision", default="both", help="PyTorch precision: fp32, fp16 or both (FP16 on CUDA only; default both)")
+    parser.add_argument("--precision", default="all", help="'all' or comma-separated fp32, fp16 (PyTorch, CUDA only), bf16 (OpenVINO, CPUs with native bf16) (default all)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default %(default)s)")
     parser.add_argument("--no-process", action="store_true", help="skip timing the whole spider-segment process")
@@ -563,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backends = _split(args.backend, BACKEND_CHOICES, "--backend")
         devices = _split(args.device, DEVICE_CHOICES, "--device")
-        precisions = _split(args.precision.replace("both", "all"), PRECISION_CHOICES, "--precision")
+        precisions = _split(args.precision, PRECISION_CHOICES, "--precision")
         with tempfile.TemporaryDirectory(prefix="spider-benchmark-") as tmp:
             model = random_model(Path(tmp) / "random_model") if args.random_model else args.model
             if not (model / "config.json").is_file():

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from algorithm.backend_base import error_line
+from algorithm.backend_base import BACKENDS, DEVICES, error_line
 
 if TYPE_CHECKING:
     from algorithm.dicom import DicomSeries
@@ -40,8 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-i", "--input", type=Path, default=Path("/input"), help="input root, folder or file (default /input)")
     parser.add_argument("-o", "--output", type=Path, default=Path("/output"), help="output folder (default /output)")
     parser.add_argument("--format", choices=("mha", "nii.gz"), default="mha", help="output file format (default mha)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="default auto: TensorRT, then ONNX Runtime on CUDA, then OpenVINO, ONNX Runtime, PyTorch on the CPU (the first installed that loads)")
     parser.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV}, else {GC_MODEL_DIR} if it holds a model, else the bundled model)")
     parser.add_argument("--batch-size", type=int, help="slices per network call (default 4 on CPU, 32 on GPU)")
     parser.add_argument("--mirror", action="store_true", help="test-time augmentation: also segment the left-right mirrored volume and average (twice the time)")

@@ -35,6 +35,6 @@ fi
 
 python3 -m algorithm.benchmark "${model_args[@]}" \
     --volumes "${VOLUMES:-t2,t1,t2_SPACE}" \
-    --backend torch,onnxruntime,tensorrt --device "${DEVICE:-cuda}" --precision both \
+    --backend torch,onnxruntime,tensorrt --device "${DEVICE:-cuda}" --precision all \
     --repeats "${REPEATS:-3}" --warmup "${WARMUP:-1}" \
     --json "$OUT/benchmark_gpu.json" --plot "$OUT/benchmark_gpu.png" 2>&1 | tee "$OUT/benchmark_gpu.txt"

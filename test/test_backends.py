@@ -29,15 +29,38 @@ def test_auto_passes_over_a_backend_that_raises(tiny_model_dir, monkeypatch, cap
     monkeypatch.setitem(backends._FACTORIES, "tensorrt", _broken("CUDA error 700 (cudaErrorIllegalAddress)", kind))
     caplog.set_level(logging.INFO, "algorithm")
     chosen = load_backend(tiny_model_dir, Config.load(tiny_model_dir), "auto", "auto")
-    assert chosen.name.startswith("onnxruntime")
+    assert chosen.name.startswith(("onnxruntime", "openvino"))
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert f"tensorrt(auto): {kind.__name__}" in logged and "CUDA error 700" in logged
 
 
 def test_auto_falls_back_to_torch_when_onnxruntime_session_fails(tiny_model_dir, monkeypatch):
     pytest.importorskip("torch")
+    monkeypatch.setitem(backends._FACTORIES, "openvino", _broken("openvino is not installed", BackendUnavailable))
     monkeypatch.setitem(backends._FACTORIES, "onnxruntime", _broken("[ONNXRuntimeError] : 1 : FAIL : Load model failed"))
     assert load_backend(tiny_model_dir, Config.load(tiny_model_dir), "auto", "cpu").name == "torch-cpu"
+
+
+@pytest.mark.parametrize("device, tried", [
+    ("auto", ["tensorrt-auto", "onnxruntime-cuda", "openvino-cpu", "onnxruntime-cpu", "torch-auto"]),
+    ("cpu", ["tensorrt-cpu", "openvino-cpu", "onnxruntime-cpu", "torch-cpu"]),
+    ("cuda", ["tensorrt-cuda", "onnxruntime-cuda", "torch-cuda"]),
+])
+def test_auto_order_puts_the_gpu_first_then_openvino_on_the_cpu(tiny_model_dir, monkeypatch, device, tried):
+    attempts = []
+
+    def unavailable(name):
+        def factory(model_dir, config, dev):
+            attempts.append(f"{name}-{dev}")
+            raise BackendUnavailable("not here")
+
+        return factory
+
+    for name in ("tensorrt", "onnxruntime", "openvino", "torch"):
+        monkeypatch.setitem(backends._FACTORIES, name, unavailable(name))
+    with pytest.raises(BackendUnavailable):
+        load_backend(tiny_model_dir, Config.load(tiny_model_dir), "auto", device)
+    assert attempts == tried
 
 
 def test_explicit_backend_that_raises_is_one_error(tiny_model_dir, monkeypatch):

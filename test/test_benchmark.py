@@ -71,6 +71,20 @@ def test_configurations_vary_precision_for_torch_only():
     assert precision_problem(Configuration("torch", "cuda", "fp16")) is None
 
 
+def test_openvino_configurations_are_cpu_fp32_and_bf16():
+    labels = [c.label for c in configurations(["openvino", "torch"], ["cpu", "cuda"], ["fp32", "fp16", "bf16"])]
+    assert labels == ["openvino-cpu-fp32", "openvino-cpu-bf16", "torch-cpu-fp32", "torch-cpu-fp16", "torch-cuda-fp32", "torch-cuda-fp16"]
+
+
+def test_openvino_precisions_measured_or_skipped_with_reason(tiny_model_dir, tiny_volume):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    report = run_benchmark([tiny_volume], tiny_model_dir, ["openvino"], ["cpu"], ["fp32", "bf16"], repeats=1, warmup=0, process=False)
+    measured = {r["config"] for r in report["results"]}
+    skipped = {s["config"]: s["reason"] for s in report["skipped"]}
+    assert "openvino-cpu-fp32" in measured
+    assert "openvino-cpu-bf16" in measured or "no native bf16" in skipped["openvino-cpu-bf16"]
+
+
 def test_statistics_over_repeats():
     assert summarize([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0}
     runs = [dict.fromkeys(STAGES, 1.0), dict.fromkeys(STAGES, 2.0), dict.fromkeys(STAGES, 4.0)]
@@ -111,6 +125,7 @@ def test_unavailable_configurations_are_skipped_with_reason(report):
 def test_whole_process_is_timed(report):
     (process,) = report["process"]
     assert process["volume"] == "tiny" and process["device"] == "cpu"
+    assert process["backend"].startswith(("openvino-cpu", "onnxruntime-cpu")) and process["backend"] in format_table(report)
     assert process["wall_s"]["min"] > 0 and process["peak_rss_mb"] > 50
     assert " -i " in process["command"] and "whole spider-segment process" in format_table(report)
 

@@ -111,17 +111,22 @@ def test_unusable_input_is_one_line_exit_2(tmp_path, tiny_model_dir, setup, mess
     assert not (tmp_path / "out").exists()
 
 
-def test_onnx_runtime_path_never_imports_torch_or_scipy(tmp_path, tiny_model_dir):
-    """Both would add their import time (torch about 1 s, scipy.ndimage 0.15 s) to every container start."""
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_cpu_backends_never_import_torch_scipy_or_model_conversion(tmp_path, tiny_model_dir, backend):
+    """torch and scipy would add their import time (torch about 1 s, scipy.ndimage 0.15 s) to every
+    start, and so would OpenVINO's model-conversion API (0.1 s)."""
+    pytest.importorskip(backend, reason=f"{backend} is not installed")
     src = volume(tmp_path / "v.mha")
     code = (
         "import sys; sys.modules['torch'] = sys.modules['scipy'] = None\n"  # any import of them now fails
         "from algorithm.cli import main\n"
-        f"sys.exit(main(['-i', {str(src)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', {str(tiny_model_dir)!r}]))"
+        f"code = main(['-i', {str(src)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', {str(tiny_model_dir)!r}, '--backend', {backend!r}])\n"
+        "assert not [m for m in sys.modules if m.startswith('openvino.tools')], 'model conversion imported'\n"
+        "sys.exit(code)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "onnxruntime-cpu" in proc.stderr
+    assert f"{backend}-cpu" in proc.stderr
 
 
 def test_qc_failure_after_the_mask_is_a_warning(tmp_path, tiny_model_dir, monkeypatch, caplog):

@@ -26,7 +26,7 @@ def test_onnxruntime_builds_are_in_exclusive_extras():
     extras = {k: names(v) for k, v in PROJECT["optional-dependencies"].items()}
     assert not base & ORT, "the runtime dependencies must not force one ONNX Runtime build"
     assert all(not ORT <= reqs for reqs in extras.values())
-    assert extras["cpu"] == {"onnxruntime"} and extras["gpu"] == {"onnxruntime-gpu"}
+    assert extras["cpu"] == {"onnxruntime", "openvino"} and extras["gpu"] == {"onnxruntime-gpu"}
     assert "onnxruntime" not in base | extras["gpu"] | extras["train"] | extras["test"]  # the GPU machine's extras
     optional = PROJECT["optional-dependencies"]
     assert sorted(optional["dev"]) == sorted(optional["cpu"] + optional["train"] + optional["test"])

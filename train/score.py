@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with spider-slices/ and spider-t2space/")
-    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"))
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "torch"))
     parser.add_argument("--set", action="append", dest="sets", help="score only this set (repeatable)")
     parser.add_argument("--json", type=Path, help="write the scores here, with every case's scores under per_case")
     args = parser.parse_args(argv)
