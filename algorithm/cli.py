@@ -120,10 +120,10 @@ def dicom_jobs(src: Path, dst: Path, suffix: str) -> list[tuple[DicomSeries, Pat
 def run(args: argparse.Namespace) -> int:
     """Segment every input; a failed file is reported in one line and the others still run."""
     from algorithm.io import InputError
-    from algorithm.pipeline import STAGES, Segmenter, segment_file
+    from algorithm.pipeline import STAGES, LoadingSegmenter, segment_file
 
     pairs = jobs(args.input, args.output, "." + args.format)
-    segmenter = Segmenter.load(model_dir(args.model), args.backend, args.device, args.batch_size, args.mirror)
+    segmenter = LoadingSegmenter(model_dir(args.model), args.backend, args.device, args.batch_size, args.mirror)
     failed = 0
     progress = len(pairs) > 1 and sys.stderr.isatty()
     for src, dst in pairs:
@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         except Exception as err:  # one bad volume must not stop the others, nor print a traceback
+            if segmenter.failed():
+                segmenter.result()  # raises why the model did not load: nothing can be segmented
             if args.verbose:
                 log.exception("%s: failed", src)
             else:

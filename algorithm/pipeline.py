@@ -83,6 +83,28 @@ class Segmenter:
         return classes_numpy(logits[..., : crop[0], : crop[1]], shape)
 
 
+class LoadingSegmenter:
+    """``Segmenter.load(*args)`` running in a background thread: the config at once, the loaded
+    Segmenter from ``result()`` (which re-raises what loading raised). The CLI starts it before the
+    first volume is read, so that building the sessions (OpenVINO's compile, ONNX Runtime's graph
+    optimisation: native code that releases the GIL) overlaps reading and preprocessing."""
+
+    def __init__(self, model_dir: str | Path | None, *args):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.config = Config.load(Path(model_dir) if model_dir else DEFAULT_MODEL_DIR)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="model-load")
+        self._future = pool.submit(Segmenter.load, model_dir, *args)
+        pool.shutdown(wait=False)  # its thread ends when loading does
+
+    def result(self) -> Segmenter:
+        return self._future.result()
+
+    def failed(self) -> bool:
+        """Loading has ended with an exception."""
+        return self._future.done() and self._future.exception() is not None
+
+
 def batches(n: int, size: int, progress: bool = False) -> Iterable[range]:
     """Slice indices 0..n-1 in batches of ``size``, with a progress bar if ``progress``."""
     ranges = [range(start, min(start + size, n)) for start in range(0, n, size)]
@@ -93,18 +115,22 @@ def batches(n: int, size: int, progress: bool = False) -> Iterable[range]:
     return tqdm(ranges, desc="predict", unit="batch", leave=False)
 
 
-def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
+def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter, timer: Timer | None = None,
+                    progress: bool = False) -> np.ndarray:
     """Canonical image volume -> uint8 class map on the same grid.
 
     Slices go through the network at the model's spacing; logits are resampled linearly back to
     the input's in-plane grid before the argmax, so boundaries stay smooth at any resolution.
     Batches are built on the network's device where the backend allows (algorithm.resident),
     else on the host; a device-side run that fails falls back to the host for good, with a warning.
+    A model still loading is waited for after preprocessing (the wait counts as predict time).
     """
     timer = timer or Timer()
     with timer.stage("preprocess"):
         pp = preprocess(volume, spacing, segmenter.config)
     with timer.stage("predict"):
+        if isinstance(segmenter, LoadingSegmenter):
+            segmenter = segmenter.result()
         classes = np.empty(volume.shape, dtype=np.uint8)
         fill = float(pp.min())
         if segmenter.resident is not None and not segmenter.mirror:
@@ -123,7 +149,7 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
     return classes
 
 
-def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter, timer: Timer | None = None, progress: bool = False, actions: list[dict] | None = None) -> np.ndarray:
+def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter, timer: Timer | None = None, progress: bool = False, actions: list[dict] | None = None) -> np.ndarray:
     """Canonical image volume -> int16 SPIDER instance labels on the same grid (``actions``: a list that
     receives the post-processing records)."""
     from algorithm.postprocess import postprocess
@@ -142,7 +168,7 @@ def check_sagittal(image, path: str | Path) -> None:
                          "the model segments sagittal series (--allow-non-sagittal segments it anyway)")
 
 
-def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmenter: Segmenter, qc_dir: str | Path | None = None, progress: bool = False,
+def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmenter: Segmenter | LoadingSegmenter, qc_dir: str | Path | None = None, progress: bool = False,
                  allow_non_sagittal: bool = False) -> dict[str, float]:
     """Segment one volume file or DICOM series and write the instance mask on the input's grid; return stage timings.
     An axial or coronal series is an InputError unless ``allow_non_sagittal``."""

@@ -84,6 +84,32 @@ def test_good_files_written_despite_bad_ones(tmp_path, tiny_model_dir, caplog):
     assert all("\n" not in e for e in errors)
 
 
+def test_model_that_cannot_load_is_one_line_exit_2(tmp_path, tiny_model_dir):
+    """The model loads in the background while the first volume is read; when it cannot load, the
+    run still ends with one line and exit 2, not one failure per volume, and writes nothing."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text((tiny_model_dir / "config.json").read_text())  # no weights, no graph
+    for name in ("a", "b"):
+        volume(tmp_path / "in" / f"{name}.mha")
+    proc = subprocess.run([sys.executable, "-m", "algorithm", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no inference backend could be loaded" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_loading_in_the_background_gives_the_same_segmentation(tiny_model_dir):
+    from algorithm.pipeline import LoadingSegmenter, Segmenter, segment_volume
+
+    data = np.random.default_rng(1).random((6, 40, 40)).astype(np.float32) * 400
+    loading = LoadingSegmenter(tiny_model_dir, "onnxruntime", "cpu")
+    assert loading.config == Segmenter.load(tiny_model_dir, "onnxruntime", "cpu").config
+    expected = segment_volume(data, (3.5, 0.9, 0.9), Segmenter.load(tiny_model_dir, "onnxruntime", "cpu"))
+    np.testing.assert_array_equal(segment_volume(data, (3.5, 0.9, 0.9), loading), expected)
+    assert not loading.failed()
+
+
 def test_constant_volume_gets_valid_output(tmp_path, tiny_model_dir):
     image = sitk.GetImageFromArray(np.full((8, 48, 48), 7, np.int16))
     sitk.WriteImage(image, str(tmp_path / "c.mha"))

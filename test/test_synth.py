@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from algorithm.config import Config  # noqa: E402
 from train import augment, dataset, synth  # noqa: E402
 from train.dataset import Case, Volume  # noqa: E402
-from train.score import score_case  # noqa: E402
+from train.score import format_differences, score_case  # noqa: E402
 from train.train import sample_batch  # noqa: E402
 
 CONFIG = Config(context=1, context_mm=3.5, patch=(32, 32), batch_size=4, widths=(4, 8))
@@ -149,3 +149,11 @@ def test_score_case_does_not_count_a_catch_all_label_as_a_level():
     assert score_case(ref, pred, ("vertebra",))["levels"] == 2  # 7 looks like one level split in two
     s = score_case(ref, pred, ("vertebra",), catch_all=7)
     assert s["levels"] == 1 and s["levels_found"] == 1 and s["vertebra"] == pytest.approx(1.0)
+
+
+def test_score_differences_against_a_baseline():
+    results = {"a": {"vertebra": 0.90, "disc": 0.80, "levels_found": 1.0}, "b": {"vertebra": 0.5}}
+    baseline = {"a": {"vertebra": 0.91, "disc": 0.7995, "canal": 0.3, "levels_found": 0.5}}
+    text = format_differences(results, baseline)
+    assert "| a | -0.0100 | +0.0005 |  | +0.5000 |" in text  # canal only in the baseline, b only in this run
+    assert "| b |" not in text and text.endswith("largest class Dice difference: 0.0100")

@@ -1,6 +1,6 @@
 """Score a model on every real validation set here, per contrast, in one command.
 
-    python -m train.score --model DIR [--data ../shared/data] [--json scores.json]
+    python -m train.score --model DIR [--data ../shared/data] [--json scores.json] [--baseline earlier.json]
 
 Sets (``../shared/data``, see its README): ``spider-slices/t2`` (all 52 slices, and the slices
 with canal), ``spider-slices/t1t2-vertebrae`` central slices (>= 5,000 vertebra pixels) per
@@ -13,6 +13,9 @@ reference vertebra levels of which one predicted label covers at least 50 % of t
 Partially visible vertebrae (101-125) are ignored: left out of both masks. In the spider-slices
 masks, 7 means "any vertebra above T12" and often covers two vertebrae (the data's README), so
 it counts towards class Dice but not as a level; the T2-SPACE masks number every vertebra.
+
+``--baseline`` (an earlier ``--json``, e.g. another backend or precision) adds the differences,
+this run minus that one, per set and metric, and the largest of them.
 """
 
 from __future__ import annotations
@@ -150,6 +153,26 @@ def format_scores(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def format_differences(results: dict[str, dict], baseline: dict[str, dict]) -> str:
+    """A Markdown table of ``results`` minus ``baseline`` for the sets and metrics both have, then
+    the largest absolute class Dice difference."""
+    lines = ["| set | vertebra | disc | canal | levels found |", "| --- | --- | --- | --- | --- |"]
+    largest = 0.0
+    for name, s in results.items():
+        if name not in baseline:
+            continue
+        cells = []
+        for key in (*KEYS, "levels_found"):
+            if key in s and key in baseline[name]:
+                delta = s[key] - baseline[name][key]
+                largest = max(largest, abs(delta)) if key in KEYS else largest
+                cells.append(f"{delta:+.4f}")
+            else:
+                cells.append("")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", f"largest class Dice difference: {largest:.4f}"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
@@ -157,12 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "torch"))
     parser.add_argument("--set", action="append", dest="sets", help="score only this set (repeatable)")
     parser.add_argument("--json", type=Path, help="write the scores here, with every case's scores under per_case")
+    parser.add_argument("--baseline", type=Path, help="an earlier --json: also print this run minus that one")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"train.score: error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
         return 1
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
     results = score_sets(args.model, args.data, args.backend, args.sets)
     print(format_scores(results))
+    if baseline is not None:
+        print("\nthis run minus " + str(args.baseline) + ":\n" + format_differences(results, baseline))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     return 0
