@@ -525,7 +525,7 @@ def plot(report: dict, path: Path) -> Path:
             ax.barh(labels, widths, left=left, color=color, label=stage)
             left = [a + b for a, b in zip(left, widths)]
         for p in (p for p in report["process"] if p["volume"] == name):
-            ax.barh(f"spider-segment process ({p['device']})", p["wall_s"]["median"], color="0.6", label="whole process")
+            ax.barh(f"spider-segment process ({', '.join(filter(None, (p['device'], p.get('backend'))))})", p["wall_s"]["median"], color="0.6", label="whole process")
         ax.invert_yaxis()
         ax.set_title(f"{name}: {' x '.join(map(str, next(v['shape'] for v in report['volumes'] if v['name'] == name)))} (slices first)", fontsize=10)
         ax.set_xlabel("seconds (median)")
