@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from algorithm.config import Config  # noqa: E402
 from train import augment, dataset, synth  # noqa: E402
 from train.dataset import Case, Volume  # noqa: E402
-from train.score import format_differences, score_case  # noqa: E402
+from train.score import format_differences, score_case, validation_sets  # noqa: E402
 from train.train import sample_batch  # noqa: E402
 
 CONFIG = Config(context=1, context_mm=3.5, patch=(32, 32), batch_size=4, widths=(4, 8))
@@ -157,3 +157,14 @@ def test_score_differences_against_a_baseline():
     text = format_differences(results, baseline)
     assert "| a | -0.0100 | +0.0005 |  | +0.5000 |" in text  # canal only in the baseline, b only in this run
     assert "| b |" not in text and text.endswith("largest class Dice difference: 0.0100")
+
+
+def test_t2_slice_sets_by_canal_pixels(tmp_path):
+    t2 = tmp_path / "spider-slices" / "t2"
+    t2.mkdir(parents=True)
+    (t2 / "overview.csv").write_text("name,canal_px\na,0\nb,55\nc,999\nd,1000\ne,6400\n")
+    sets = validation_sets(tmp_path)
+    assert [it.name for it in sets["t2 slices, all"]] == ["a", "b", "c", "d", "e"]
+    assert [it.name for it in sets["t2 slices, with canal"]] == ["b", "c", "d", "e"]
+    assert [it.name for it in sets["t2 slices, canal >= 1000 px"]] == ["d", "e"]
+    assert set(sets) == {"t2 slices, all", "t2 slices, with canal", "t2 slices, canal >= 1000 px"}  # other folders missing
