@@ -204,3 +204,39 @@ def test_throughput_measures_the_contrast_mix(workers):
     config = Config.from_dict({**TINY, "augment": {"p_synth": 0.5, "p_remap": 0.5, "p_thick": 0.5}})
     result = measure(config, "cpu", steps=1, amp=False, warmup=0, workers=workers)
     assert result["workers"] == workers and result["slices_per_s"] > 0
+
+
+def test_cpu_autocast_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from train import train as T
+
+    monkeypatch.setattr(T, "native_bf16_cpu", lambda: False)
+    assert T.amp_dtype("cpu") is None
+    monkeypatch.setattr(T, "native_bf16_cpu", lambda: True)
+    assert T.amp_dtype("cpu") == torch.bfloat16
+
+
+def test_bf16_training_step_on_the_cpu_learns():
+    from algorithm.model import build_model
+    from train.train import train_step
+
+    config = Config(widths=(4, 8, 16), patch=(64, 64), batch_size=4, lr=1e-2)
+    torch.manual_seed(0)
+    x, _ = sample_batch(random_volumes(), config, augment.params(), torch.Generator().manual_seed(0), "cpu", train=False)
+    y = torch.bucketize(x[:, config.context].contiguous(), torch.tensor([-0.5, 0.0, 0.5]))
+    model = build_model(config)
+    optimizer, scaler = make_optimizer(model, config), torch.amp.GradScaler("cpu", enabled=False)
+    losses = [train_step(model, optimizer, scaler, x, y, torch.bfloat16, config.grad_clip) for _ in range(40)]
+    assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:5])
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32 under autocast
+
+
+@pytest.mark.parametrize("flags, expected", [(["--fp32"], "float32"), ([], None)])
+def test_training_precision_is_logged(tmp_path, dataset, caplog, flags, expected):
+    import logging
+
+    from train.train import amp_dtype
+
+    caplog.set_level(logging.INFO, "train")
+    assert train_main(["--data", str(dataset), "--out", str(tmp_path / "run"), "--config", str(tiny_config(tmp_path, val_every=100)), "--epochs", "1", *flags]) == 0
+    expected = expected or ("bfloat16 autocast" if amp_dtype("cpu") else "float32")
+    assert f"training on cpu in {expected}" in caplog.text

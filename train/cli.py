@@ -21,6 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="override the config's epoch count")
     parser.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs (the schedule still spans all; continue with --resume)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.add_argument("--fp32", action="store_true", help="train in float32 (default: autocast to bf16 on CPUs with AVX512-BF16 or AMX, bf16/fp16 on CUDA)")
     parser.add_argument("--workers", type=int, default=0, metavar="N", help="processes that render training slices (0: the training process; the same batches either way)")
     parser.add_argument("--cache", type=Path, help="preprocessed-volume cache (default OUT/../cache)")
     parser.add_argument("--masks", type=Path, action="append", default=[], metavar="DIR", help="also train on these mask-only SPIDER masks (synthetic images; repeatable); masks of validation patients are left out")
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         except InputError as err:
             logging.getLogger("train").warning("skipping: %s", err)
     logging.getLogger("train").info("%d training volumes, %d validation volumes", len(volumes), len(val))
-    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after, init=args.init, workers=args.workers)
+    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after, init=args.init, workers=args.workers, mixed_precision=not args.fp32)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(best, indent=1))
     return 0

@@ -1,4 +1,5 @@
-"""Training throughput (slices/s) of a config on this machine, with and without mixed precision.
+"""Training throughput (slices/s) of a config on this machine, with and without mixed precision
+(where the device has it: CUDA, and CPUs with native bf16).
 
 Speed does not depend on the data, so random volumes (image, classes and tissue maps) of SPIDER
 T2-SPACE size stand in for it:
@@ -76,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     config = Config.from_dict(json.loads(path.read_text()))
     if args.batch_size:
         config.batch_size = args.batch_size
-    results = [measure(config, args.device, args.steps, amp, workers=args.workers) for amp in ((False, True) if args.device == "cuda" else (False,))]
+    from train.train import amp_dtype
+
+    results = [measure(config, args.device, args.steps, amp, workers=args.workers) for amp in ((False, True) if amp_dtype(args.device) else (False,))]
     for r in results:
         print(f"{r['device']} {r['amp']:>8}: batch {r['batch']} x {r['patch']}, {r['workers']} workers  step {r['step_ms']:.1f} ms (sampling+augmentation {r['sample_ms']:.1f} ms)  {r['slices_per_s']:.1f} slices/s")
     if args.json:
