@@ -189,8 +189,9 @@ def copy_real_case(case: RealCase, cases_dir: Path) -> Path:
 
 
 def run_entry_point(case_dir: Path, output_dir: Path, model_dir: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m algorithm -i CASE/input -o OUTPUT`` (the container's entry point) on the CPU."""
-    command = [sys.executable, "-m", "algorithm", "-i", str(case_dir / "input"), "-o", str(output_dir), "--device", "cpu"]
+    """``python -m algorithm -i CASE/input -o OUTPUT`` (the container's entry point) on the CPU, with
+    ONNX Runtime in FP32 as the image runs it there (``./test.sh --local`` does the same)."""
+    command = [sys.executable, "-m", "algorithm", "-i", str(case_dir / "input"), "-o", str(output_dir), "--device", "cpu", "--backend", "onnxruntime"]
     if model_dir is not None:
         command += ["--model", str(model_dir)]
     return subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "2"})
