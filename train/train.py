@@ -305,5 +305,6 @@ def _fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_di
     if logger:
         logger.close()
     if distributed:
+        torch.distributed.barrier()  # rank 0 may still be validating: leave together, or gloo can abort the other rank
         torch.distributed.destroy_process_group()
     return best
