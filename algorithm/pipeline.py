@@ -30,6 +30,11 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "resources" / "model"
 log = logging.getLogger("algorithm")
 
 
+def model_folder(model_dir: str | Path | None) -> Path:
+    """``model_dir``, or the bundled model where it is None."""
+    return Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+
+
 @dataclass
 class Timer:
     """Wall-clock seconds per pipeline stage."""
@@ -61,7 +66,7 @@ class Segmenter:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto", batch_size: int | None = None, mirror: bool = False) -> "Segmenter":
-        model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+        model_dir = model_folder(model_dir)
         config = Config.load(model_dir)
         chosen = load_backend(model_dir, config, backend, device)
         head = load_class_head(chosen.device)
@@ -92,7 +97,7 @@ class LoadingSegmenter:
     def __init__(self, model_dir: str | Path | None, *args):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.config = Config.load(Path(model_dir) if model_dir else DEFAULT_MODEL_DIR)
+        self.config = Config.load(model_folder(model_dir))
         pool = ThreadPoolExecutor(1, thread_name_prefix="model-load")
         self._future = pool.submit(Segmenter.load, model_dir, *args)
         pool.shutdown(wait=False)  # its thread ends when loading does

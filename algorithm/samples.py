@@ -200,9 +200,9 @@ def run_entry_point(case_dir: Path, output_dir: Path, model_dir: Path | None = N
 def resolve_model_dir(model_dir: Path | None = None) -> Path:
     """The model folder the entry point uses for ``--model model_dir`` (None: its default)."""
     from algorithm.cli import model_dir as cli_model_dir
-    from algorithm.pipeline import DEFAULT_MODEL_DIR
+    from algorithm.pipeline import model_folder
 
-    return cli_model_dir(model_dir) or DEFAULT_MODEL_DIR
+    return model_folder(cli_model_dir(model_dir))
 
 
 def model_record(model_dir: Path) -> dict:

@@ -82,9 +82,8 @@ def validation_sets(data: Path) -> dict[str, list[Item]]:
     t2 = data / "spider-slices" / "t2"
     if t2.is_dir():
         rows = _rows(t2)
-        sets["t2 slices, all"] = [item(t2, r["name"], KEYS, SLICES_CATCH_ALL) for r in rows]
-        sets["t2 slices, with canal"] = [item(t2, r["name"], KEYS, SLICES_CATCH_ALL) for r in rows if int(r["canal_px"]) > 0]
-        sets["t2 slices, canal >= 1000 px"] = [item(t2, r["name"], KEYS, SLICES_CATCH_ALL) for r in rows if int(r["canal_px"]) >= CENTRAL_CANAL_PX]
+        for name, min_canal_px in (("all", 0), ("with canal", 1), (f"canal >= {CENTRAL_CANAL_PX} px", CENTRAL_CANAL_PX)):
+            sets[f"t2 slices, {name}"] = [item(t2, r["name"], KEYS, SLICES_CATCH_ALL) for r in rows if int(r["canal_px"]) >= min_canal_px]
     vert = data / "spider-slices" / "t1t2-vertebrae"
     if vert.is_dir():
         for contrast in ("T1", "T2"):
