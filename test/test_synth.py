@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from algorithm.config import Config  # noqa: E402
 from train import augment, dataset, synth  # noqa: E402
 from train.dataset import Case, Volume  # noqa: E402
-from train.score import format_differences, score_case, validation_sets  # noqa: E402
+from train.score import SyntheticItem, format_differences, score_case, synthetic_sets, validation_sets  # noqa: E402
 from train.train import sample_batch  # noqa: E402
 
 CONFIG = Config(context=1, context_mm=3.5, patch=(32, 32), batch_size=4, widths=(4, 8))
@@ -168,3 +168,24 @@ def test_t2_slice_sets_by_canal_pixels(tmp_path):
     assert [it.name for it in sets["t2 slices, with canal"]] == ["b", "c", "d", "e"]
     assert [it.name for it in sets["t2 slices, canal >= 1000 px"]] == ["d", "e"]
     assert set(sets) == {"t2 slices, all", "t2 slices, with canal", "t2 slices, canal >= 1000 px"}  # other folders missing
+
+
+def test_synthetic_sets_are_fixed_spider_like_grids_shared_by_both_contrasts():
+    sets = synthetic_sets(4)
+    assert list(sets) == ["synthetic T1 (4)", "synthetic T2 (4)"] and sets == synthetic_sets(4)
+    t1, t2 = sets.values()
+    assert [(a.size, a.spacing, a.direction, a.seed) for a in t1] == [(b.size, b.spacing, b.direction, b.seed) for b in t2]
+    for i, it in enumerate(t1):
+        sagittal = 0 if i % 2 == 0 else 2  # LPS, then PIR: the sagittal axis first, then last
+        assert 3.3 <= it.spacing[sagittal] <= 4.8 and 13 <= it.size[sagittal] <= 18
+        assert all(0.55 <= s <= 0.9 for k, s in enumerate(it.spacing) if k != sagittal)
+
+
+def test_a_synthetic_item_loads_canonically():
+    from algorithm.samples import PIR
+
+    volume, labels, spacing = SyntheticItem("x", "t1", 3, (64, 72, 6), (1.0, 1.0, 4.0), PIR).load()
+    assert volume.shape == labels.shape == (6, 72, 64) and spacing == (4.0, 1.0, 1.0)
+    from algorithm.labels import to_classes
+
+    assert set(np.unique(to_classes(labels)).tolist()) == {0, 1, 2, 3}  # vertebrae, discs and canal

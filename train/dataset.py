@@ -119,7 +119,8 @@ def _cache_key(case: Case, config: Config) -> str:
     return hashlib.sha1(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _canonical(image) -> tuple[np.ndarray, tuple[float, float, float]]:
+def canonical(image) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A SimpleITK image's array in the canonical layout, with the canonical spacing."""
     import SimpleITK as sitk
 
     orient = orientation(image.GetDirection(), image.GetSpacing())
@@ -133,8 +134,8 @@ def load_canonical(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, flo
     differences = grid_differences(image, mask)
     if differences:
         raise InputError(f"{case.mask}: mask grid differs from image {case.image}: {'; '.join(differences)}")
-    volume, spacing = _canonical(image)
-    labels, _ = _canonical(mask)
+    volume, spacing = canonical(image)
+    labels, _ = canonical(mask)
     if not labels.any():
         raise InputError(f"{case.mask}: mask has no labels")
     return volume, labels, spacing
@@ -142,7 +143,7 @@ def load_canonical(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, flo
 
 def load_mask(case: Case) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A mask-only case's SPIDER mask in the canonical layout, with the canonical spacing."""
-    labels, spacing = _canonical(read_image(case.mask))
+    labels, spacing = canonical(read_image(case.mask))
     if not labels.any():
         raise InputError(f"{case.mask}: mask has no labels")
     return labels, spacing

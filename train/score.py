@@ -5,8 +5,11 @@
 Sets (``../shared/data``, see its README): ``spider-slices/t2`` (all 52 slices, the slices
 with canal, and those with at least 1,000 canal pixels), ``spider-slices/t1t2-vertebrae`` central slices (>= 5,000 vertebra pixels) per
 contrast, vertebra class only (its discs and canal are unlabelled), and the T2-SPACE validation
-subset of ``spider-t2space``. Every case goes through the inference pipeline with
-post-processing. The slices are validation data: never train on them.
+subset of ``spider-t2space``; then two synthetic sets that need no data, 24 T1 and 24 T2 volumes
+from ``algorithm.synthetic`` (the sample cases' generator) on fixed SPIDER-like grids: the only
+T1 canal and disc this project can score, a proxy for real T1 that is steady across models where
+one sample case is not. Every case goes through the inference pipeline with post-processing.
+The slices are validation data: never train on them.
 
 Metrics: class Dice (vertebra, disc, canal; mean over cases) and "levels found", the share of
 reference vertebra levels of which one predicted label covers at least 50 % of the pixels.
@@ -40,6 +43,8 @@ CENTRAL_VERTEBRA_PX = 5000
 CENTRAL_CANAL_PX = 1000
 SLICES_CATCH_ALL = 7  # spider-slices: "any vertebra above" (1 = L5 ... 6 = T12), not one level
 KEYS = ("vertebra", "disc", "canal")
+SYNTHETIC_VOLUMES = 24  # per contrast; grids and seeds fixed 2026-11-30 before any model was scored on them
+SYNTHETIC_SEED = 1000
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,48 @@ class Item:
         from train.dataset import Case, load_canonical
 
         return load_canonical(Case(self.name, self.image, self.mask, ""))
+
+
+@dataclass(frozen=True)
+class SyntheticItem:
+    """One synthetic volume of ``algorithm.synthetic``: its grid, contrast and seed."""
+
+    name: str
+    contrast: str
+    seed: int
+    size: tuple[int, int, int]  # ITK (x, y, z)
+    spacing: tuple[float, float, float]
+    direction: tuple[float, ...]
+    classes: tuple[str, ...] = KEYS
+    catch_all: int | None = None
+
+    def load(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+        """Image and mask in the canonical layout, with the canonical spacing."""
+        from algorithm.synthetic import synthesize
+        from train.dataset import canonical
+
+        image, mask = synthesize(self.size, self.spacing, self.direction, self.contrast, self.seed)
+        (volume, spacing), (labels, _) = canonical(image), canonical(mask)
+        return volume, labels, spacing
+
+
+def synthetic_sets(volumes: int = SYNTHETIC_VOLUMES) -> dict[str, list[SyntheticItem]]:
+    """``volumes`` synthetic T1 and as many T2 volumes (the same spines and grids in both) like SPIDER's
+    T1/T2 series: 13-18 sagittal slices of 3.3-4.8 mm, 0.55-0.9 mm in-plane over a 260-300 mm
+    field of view, sagittal axis first (LPS) or last (PIR) in turn."""
+    from algorithm.samples import LPS, PIR
+
+    grids = []
+    for i in range(volumes):
+        rng = np.random.default_rng(SYNTHETIC_SEED + i)
+        thickness, pixel, fov = rng.uniform(3.3, 4.8), rng.uniform(0.55, 0.9), rng.uniform(260, 300)
+        slices, rows = int(rng.integers(13, 19)), int(round(fov / pixel))
+        lps = i % 2 == 0
+        size, spacing = ((slices, rows, rows), (thickness, pixel, pixel)) if lps else ((rows, rows, slices), (pixel, pixel, thickness))
+        grids.append((SYNTHETIC_SEED + i, size, spacing, LPS if lps else PIR))
+    return {f"synthetic {contrast.upper()} ({volumes})": [SyntheticItem(f"{contrast}-{seed}", contrast, seed, size, spacing, direction)
+                                                         for seed, size, spacing, direction in grids]
+            for contrast in ("t1", "t2")}
 
 
 def _rows(folder: Path) -> list[dict[str, str]]:
@@ -129,7 +176,7 @@ def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: 
 
     segmenter = Segmenter.load(model_dir, backend=backend)
     results = {}
-    for name, items in validation_sets(data).items():
+    for name, items in {**validation_sets(data), **synthetic_sets()}.items():
         if sets and name not in sets:
             continue
         per_case = []
