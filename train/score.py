@@ -8,7 +8,8 @@ contrast, vertebra class only (its discs and canal are unlabelled), and the T2-S
 subset of ``spider-t2space``; then two synthetic sets that need no data, 24 T1 and 24 T2 volumes
 from ``algorithm.synthetic`` (the sample cases' generator) on fixed SPIDER-like grids: the only
 T1 canal and disc this project can score, a proxy for real T1 that is steady across models where
-one sample case is not. Every case goes through the inference pipeline with post-processing.
+one sample case is not (it also rewards familiarity with synthetic images: compare models trained
+on the same mix). Every case goes through the inference pipeline with post-processing.
 The slices are validation data: never train on them.
 
 Metrics: class Dice (vertebra, disc, canal; mean over cases) and "levels found", the share of
