@@ -42,7 +42,10 @@ Where this module differs from the official code:
   that each cover at least half of two or more reference vertebrae or discs (one label for two
   levels), and StrayComponents, the number of 3D connected components (26-connectivity, per
   predicted value) of predicted vertebrae and discs that overlap no reference structure at all
-  (skin, bowel, the border of the field of view).
+  (skin, bowel, the border of the field of view), and of those StrayComponentsFar, the ones lying
+  more than STRAY_FAR_MM from every reference structure (in mm, each axis' own spacing): a stray
+  close to the reference is often the edge of a structure the annotators drew less far, one far
+  from it is off the annotated spine (junk, or levels above the annotated range).
 
 grand-challenge-metrics (evalutils' successor) is not used: it has no symmetric ASD (its surface
 distance helper is private and its public distances are Hausdorff variants or max-of-means), and
@@ -68,6 +71,7 @@ DETECTION_THRESHOLD = 0.1
 MAX_LABEL = 65535
 SURFACE_MARGIN = 1
 FUSED_FRACTION = 0.5  # a predicted label covering this much of two reference structures fuses them
+STRAY_FAR_MM = 5.0  # a stray component further than this from every reference structure is "far"
 DICE_KEYS = (
     "DiceScoreVertebrae",
     "DiceScoreDiscs",
@@ -78,7 +82,7 @@ DICE_KEYS = (
 )
 ASD_KEYS = ("ASDVertebrae", "ASDDiscs", "ASDSpinalCanal", "OveralASD")
 CLASS_KEYS = {VERTEBRA: "ClassDiceVertebrae", DISC: "ClassDiceDiscs", CANAL: "ClassDiceSpinalCanal"}
-INSTANCE_KEYS = ("FusedLabels", "StrayComponents")
+INSTANCE_KEYS = ("FusedLabels", "StrayComponents", "StrayComponentsFar")
 METRICS = DICE_KEYS + ASD_KEYS + tuple(CLASS_KEYS.values()) + INSTANCE_KEYS
 
 
@@ -182,9 +186,13 @@ def class_dice(ref: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return _class_dice(overlap(label_array(ref, "reference"), label_array(pred, "prediction")))
 
 
-def instance_errors(ref: np.ndarray, pred: np.ndarray, counts: Overlap | None = None) -> dict[str, float]:
-    """FusedLabels and StrayComponents of a prediction (see the module docstring)."""
+def instance_errors(ref: np.ndarray, pred: np.ndarray, spacing: tuple[float, ...], counts: Overlap | None = None) -> dict[str, float]:
+    """FusedLabels, StrayComponents and StrayComponentsFar of a prediction (see the module
+    docstring); ``spacing``: mm per voxel along each array axis."""
     import cc3d
+    from scipy import ndimage
+
+    from algorithm.distance import distance_mm
 
     counts = counts or overlap(ref, pred)
     levels = is_vertebra(counts.ref_values) | is_disc(counts.ref_values)
@@ -192,8 +200,12 @@ def instance_errors(ref: np.ndarray, pred: np.ndarray, counts: Overlap | None = 
     _, per_value = np.unique(counts.pred_values[covered], return_counts=True)
     structures = np.where(is_vertebra(pred) | is_disc(pred), pred, 0).astype(np.uint16)
     components = cc3d.connected_components(structures, connectivity=26)
-    touched = np.unique(components[(ref > 0) & (components > 0)])
-    return {"FusedLabels": float((per_value >= 2).sum()), "StrayComponents": float(int(components.max()) - len(touched))}
+    stray = np.setdiff1d(np.arange(1, int(components.max()) + 1), components[(ref > 0) & (components > 0)])
+    far = 0
+    if stray.size:
+        nearest = ndimage.minimum(distance_mm(ref > 0, spacing), components, stray)
+        far = int((np.asarray(nearest) > STRAY_FAR_MM).sum())
+    return {"FusedLabels": float((per_value >= 2).sum()), "StrayComponents": float(stray.size), "StrayComponentsFar": float(far)}
 
 
 def surfaces(mask: np.ndarray) -> np.ndarray:
@@ -258,9 +270,9 @@ def evaluate_case(
         value: 2 * common / (counts.ref_sizes[value] + counts.pred_sizes[pred_value]) if pred_value else 0.0
         for value, (pred_value, common) in matches.items()
     }
-    scores = _dice_scores(dice) | _class_dice(counts) | instance_errors(ref, pred, counts)
+    sampling = tuple(float(s) for s in spacing_zyx)
+    scores = _dice_scores(dice) | _class_dice(counts) | instance_errors(ref, pred, sampling, counts)
     if surface:
-        sampling = tuple(float(s) for s in spacing_zyx)
         scores |= _asd_scores(_surface_distances(ref, pred, matches, sampling[::-1] if official_spacing_order else sampling))
     return {key: float(scores[key]) for key in METRICS if key in scores}
 

@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 KEYS = ("DiceScoreVertebrae", "DiceScoreDiscs", "ClassDiceVertebrae", "ClassDiceDiscs", "ClassDiceSpinalCanal",
-        "DetectionRateVertebrae", "DetectionRateDiscs", "FusedLabels", "StrayComponents")
+        "DetectionRateVertebrae", "DetectionRateDiscs", "FusedLabels", "StrayComponents", "StrayComponentsFar")
 
 
 def load_baseline(ref: str):
@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         ("slices/t2 (52): fused labels, total", lambda s: sum(c["FusedLabels"] for c in s.values()), "{:.0f}"),
         ("slices/t2: slices with stray components", lambda s: sum(c["StrayComponents"] > 0 for c in s.values()), "{:.0f}"),
         ("slices/t2: stray components, total", lambda s: sum(c["StrayComponents"] for c in s.values()), "{:.0f}"),
+        ("slices/t2: slices with strays > 5 mm off", lambda s: sum(c["StrayComponentsFar"] > 0 for c in s.values()), "{:.0f}"),
+        ("slices/t2: strays > 5 mm off, total", lambda s: sum(c["StrayComponentsFar"] for c in s.values()), "{:.0f}"),
     ]
     rows += [(f"slices/t2: {k}", lambda s, k=k: mean(s, k), "{:.4f}") for k in KEYS[:7]]
     rows += [("slices/t2: voxels changed (slices)", changes, "{}")]

@@ -173,6 +173,18 @@ def test_stray_components_count_predictions_touching_no_reference():
     assert evaluate_case(ref, pred, (1.0, 1.0, 1.0), surface=False)["StrayComponents"] == 2
 
 
+def test_far_stray_components_are_measured_in_mm():
+    ref = np.zeros((3, 40, 40), np.uint8)
+    ref[:, 10:20, 10:20] = 1
+    pred = ref.copy()
+    pred[1, 10:14, 23:26] = 2  # 4 voxels right of vertebra 1
+    pred[1, 30:33, 30:33] = 201  # 11 voxels below and right of it
+    near = evaluate_case(ref, pred, (1.0, 1.0, 1.0), surface=False)
+    assert near["StrayComponents"] == 2 and near["StrayComponentsFar"] == 1
+    far = evaluate_case(ref, pred, (1.0, 2.0, 2.0), surface=False)  # 2 mm pixels: 8 mm and 31 mm away
+    assert far["StrayComponents"] == 2 and far["StrayComponentsFar"] == 2
+
+
 def test_class_dice_and_surface_switch():
     ref = spine()
     pred = ref.copy()
