@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every number (per case too) as JSON")
     args = parser.parse_args(argv)
 
+    from algorithm.evaluate import STRAY_FAR_MM
     from algorithm.pipeline import Segmenter
     from algorithm.postprocess import postprocess
 
@@ -190,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         ("slices/t2 (52): fused labels, total", lambda s: sum(c["FusedLabels"] for c in s.values()), "{:.0f}"),
         ("slices/t2: slices with stray components", lambda s: sum(c["StrayComponents"] > 0 for c in s.values()), "{:.0f}"),
         ("slices/t2: stray components, total", lambda s: sum(c["StrayComponents"] for c in s.values()), "{:.0f}"),
-        ("slices/t2: slices with strays > 5 mm off", lambda s: sum(c["StrayComponentsFar"] > 0 for c in s.values()), "{:.0f}"),
-        ("slices/t2: strays > 5 mm off, total", lambda s: sum(c["StrayComponentsFar"] for c in s.values()), "{:.0f}"),
+        (f"slices/t2: slices with strays > {STRAY_FAR_MM:g} mm off", lambda s: sum(c["StrayComponentsFar"] > 0 for c in s.values()), "{:.0f}"),
+        (f"slices/t2: strays > {STRAY_FAR_MM:g} mm off, total", lambda s: sum(c["StrayComponentsFar"] for c in s.values()), "{:.0f}"),
     ]
     rows += [(f"slices/t2: {k}", lambda s, k=k: mean(s, k), "{:.4f}") for k in KEYS[:7]]
     rows += [("slices/t2: voxels changed (slices)", changes, "{}")]

@@ -182,10 +182,9 @@ def test_synthetic_sets_are_fixed_spider_like_grids_shared_by_both_contrasts():
 
 
 def test_a_synthetic_item_loads_canonically():
+    from algorithm.labels import to_classes
     from algorithm.samples import PIR
 
     volume, labels, spacing = SyntheticItem("x", "t1", 3, (64, 72, 6), (1.0, 1.0, 4.0), PIR).load()
     assert volume.shape == labels.shape == (6, 72, 64) and spacing == (4.0, 1.0, 1.0)
-    from algorithm.labels import to_classes
-
     assert set(np.unique(to_classes(labels)).tolist()) == {0, 1, 2, 3}  # vertebrae, discs and canal
