@@ -83,3 +83,11 @@ def orientation(direction: tuple[float, ...] | np.ndarray, spacing: tuple[float,
         flips.append(bool(np.sign(d[phys, itk_axis]) != sign))
         out_spacing.append(float(spacing[itk_axis]))
     return Orientation(tuple(axes), tuple(flips), tuple(out_spacing))
+
+
+def canonical_array(image) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A 3D SimpleITK image's voxels in the canonical layout (a contiguous copy), with the canonical spacing."""
+    import SimpleITK as sitk
+
+    orient = orientation(image.GetDirection(), image.GetSpacing())
+    return np.ascontiguousarray(orient.to_canonical(sitk.GetArrayFromImage(image))), orient.spacing

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithm.geometry import Orientation, orientation
+from algorithm.geometry import Orientation, canonical_array, orientation
 from algorithm.io import InputError, grid_differences, is_volume_file, read_image, stem
 from algorithm.labels import (
     CANAL,
@@ -269,11 +269,7 @@ def structure_volumes(labels: list[dict], structure: str) -> list[float]:
 
 def load_canonical(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A volume in the canonical layout (see geometry.py) and its canonical spacing."""
-    import SimpleITK as sitk
-
-    image = read_image(path)
-    orient = orientation(image.GetDirection(), image.GetSpacing())
-    return orient.to_canonical(sitk.GetArrayFromImage(image)), orient.spacing
+    return canonical_array(read_image(path))
 
 
 def load_pair(image_path: Path | None, mask_path: Path | None) -> tuple[np.ndarray | None, np.ndarray | None, tuple[float, float, float]]:

@@ -60,14 +60,10 @@ def model_key(model_dir: Path) -> str:
 
 def canonical(path: Path):
     """(canonical array, canonical spacing) of a volume file."""
-    import SimpleITK as sitk
-
-    from algorithm.geometry import orientation
+    from algorithm.geometry import canonical_array
     from algorithm.io import read_image
 
-    image = read_image(path)
-    orient = orientation(image.GetDirection(), image.GetSpacing())
-    return np.ascontiguousarray(orient.to_canonical(sitk.GetArrayFromImage(image))), orient.spacing
+    return canonical_array(read_image(path))
 
 
 def predicted(name: str, volume: np.ndarray, spacing, segmenter, cache: Path) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from algorithm.config import Config
-from algorithm.geometry import orientation
+from algorithm.geometry import canonical_array
 from algorithm.io import InputError, grid_differences, read_image, stem
 from algorithm.labels import to_classes
 from algorithm.preprocess import model_shape, preprocess, resample_inplane
@@ -119,14 +119,6 @@ def _cache_key(case: Case, config: Config) -> str:
     return hashlib.sha1(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def canonical(image) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """A SimpleITK image's array in the canonical layout, with the canonical spacing."""
-    import SimpleITK as sitk
-
-    orient = orientation(image.GetDirection(), image.GetSpacing())
-    return np.ascontiguousarray(orient.to_canonical(sitk.GetArrayFromImage(image))), orient.spacing
-
-
 def load_canonical(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Image and SPIDER mask of a case in the canonical layout, with the canonical spacing.
     Raises InputError when unreadable or when the grids differ."""
@@ -134,8 +126,8 @@ def load_canonical(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, flo
     differences = grid_differences(image, mask)
     if differences:
         raise InputError(f"{case.mask}: mask grid differs from image {case.image}: {'; '.join(differences)}")
-    volume, spacing = canonical(image)
-    labels, _ = canonical(mask)
+    volume, spacing = canonical_array(image)
+    labels, _ = canonical_array(mask)
     if not labels.any():
         raise InputError(f"{case.mask}: mask has no labels")
     return volume, labels, spacing
@@ -143,7 +135,7 @@ def load_canonical(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, flo
 
 def load_mask(case: Case) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A mask-only case's SPIDER mask in the canonical layout, with the canonical spacing."""
-    labels, spacing = canonical(read_image(case.mask))
+    labels, spacing = canonical_array(read_image(case.mask))
     if not labels.any():
         raise InputError(f"{case.mask}: mask has no labels")
     return labels, spacing

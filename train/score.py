@@ -80,11 +80,11 @@ class SyntheticItem:
 
     def load(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
         """Image and mask in the canonical layout, with the canonical spacing."""
+        from algorithm.geometry import canonical_array
         from algorithm.synthetic import synthesize
-        from train.dataset import canonical
 
         image, mask = synthesize(self.size, self.spacing, self.direction, self.contrast, self.seed)
-        (volume, spacing), (labels, _) = canonical(image), canonical(mask)
+        (volume, spacing), (labels, _) = canonical_array(image), canonical_array(mask)
         return volume, labels, spacing
 
 
