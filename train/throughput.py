@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 
-def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers: int = 0) -> dict[str, float]:
+def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers: int = 0, compiled: bool = False) -> dict[str, float]:
     """Median step time and slices/s of sampling + augmentation + optimisation for ``steps`` steps
-    (``workers``: processes rendering the slices, as ``spider-train --workers``)."""
+    (``workers``: processes rendering the slices, as ``spider-train --workers``; ``compiled``: through
+    ``torch.compile``, as ``spider-train --compile``, its compilation in the warm-up steps)."""
     import torch
 
     from train import augment
@@ -34,10 +35,9 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers
     gen = torch.Generator().manual_seed(0)
     p = augment.params(config.augment)
     pool = Workers(volumes, config, p, workers) if workers > 0 else None
-    model = build_model(config).to(device)
-    if device == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(config).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
+    net = torch.compile(model) if compiled else model
     dtype = amp_dtype(device) if amp else None
     scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
     times, sample_times = [], []
@@ -45,10 +45,9 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers
         t0 = time.perf_counter()
         x, y = sample_batch(volumes, config, p, gen, device, workers=pool)
         if device == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
             torch.cuda.synchronize()
         t1 = time.perf_counter()
-        train_step(model, optimizer, scaler, x, y, dtype, config.grad_clip)  # .item() syncs
+        train_step(net, optimizer, scaler, x, y, dtype, config.grad_clip)  # .item() syncs
         if i >= warmup:
             times.append(time.perf_counter() - t0)
             sample_times.append(t1 - t0)
@@ -56,7 +55,7 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers
         pool.close()
     step = float(np.median(times))
     return {
-        "device": device, "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "batch": config.batch_size, "workers": workers,
+        "device": device, "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "compiled": compiled, "batch": config.batch_size, "workers": workers,
         "patch": list(config.patch), "step_ms": 1000 * step, "sample_ms": 1000 * float(np.median(sample_times)),
         "slices_per_s": config.batch_size / step,
     }
@@ -69,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, help="override the config's batch size")
     parser.add_argument("--workers", type=int, default=0, help="processes rendering the training slices (spider-train --workers)")
+    parser.add_argument("--compile", action="store_true", help="also measure through torch.compile (spider-train --compile)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     from algorithm.config import Config
@@ -79,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         config.batch_size = args.batch_size
     from train.train import amp_dtype
 
-    results = [measure(config, args.device, args.steps, amp, workers=args.workers) for amp in ((False, True) if amp_dtype(args.device) else (False,))]
+    precisions = (False, True) if amp_dtype(args.device) else (False,)
+    results = [measure(config, args.device, args.steps, amp, workers=args.workers, compiled=compiled)
+               for compiled in ((False, True) if args.compile else (False,)) for amp in precisions]
     for r in results:
-        print(f"{r['device']} {r['amp']:>8}: batch {r['batch']} x {r['patch']}, {r['workers']} workers  step {r['step_ms']:.1f} ms (sampling+augmentation {r['sample_ms']:.1f} ms)  {r['slices_per_s']:.1f} slices/s")
+        print(f"{r['device']} {r['amp']:>8}{' compiled' if r['compiled'] else ''}: batch {r['batch']} x {r['patch']}, {r['workers']} workers  step {r['step_ms']:.1f} ms (sampling+augmentation {r['sample_ms']:.1f} ms)  {r['slices_per_s']:.1f} slices/s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
