@@ -188,3 +188,55 @@ def test_a_synthetic_item_loads_canonically():
     volume, labels, spacing = SyntheticItem("x", "t1", 3, (64, 72, 6), (1.0, 1.0, 4.0), PIR).load()
     assert volume.shape == labels.shape == (6, 72, 64) and spacing == (4.0, 1.0, 1.0)
     assert set(np.unique(to_classes(labels)).tolist()) == {0, 1, 2, 3}  # vertebrae, discs and canal
+
+
+def test_pooled_dice_weighs_each_case_by_its_size():
+    from train.score import summarize
+
+    ref = np.zeros((1, 20, 20), np.int32)
+    ref[0, :10, :10] = 100  # a big canal, found exactly
+    big = score_case(ref, ref.copy(), ("canal",))
+    sliver = np.zeros_like(ref)
+    sliver[0, 0, :2] = 100  # a 2-pixel sliver, missed
+    missed = score_case(sliver, np.zeros_like(ref), ("canal",))
+    s = summarize([big, missed])
+    assert s["canal_mean"] == pytest.approx(0.5)  # the sliver weighs a whole case in the mean...
+    assert s["canal"] == pytest.approx(2 * 100 / (200 + 2))  # ...and 2 pixels in the pooled Dice
+    assert s["cases"] == 2 and "vertebra" not in s
+
+
+def test_thicken_averages_contiguous_slabs_labelled_by_their_central_slice():
+    from train.score import thicken
+
+    volume = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((10, 2, 3), np.float32)
+    labels = np.arange(10, dtype=np.int16)[:, None, None] * np.ones((10, 2, 3), np.int16)
+    image, classes, spacing = thicken(volume, labels, (0.9, 0.5, 0.6), 4.4)  # 5 slices of 0.9 mm a slab
+    assert image.shape == classes.shape == (2, 2, 3) and spacing == pytest.approx((4.5, 0.5, 0.6))
+    assert image[:, 0, 0].tolist() == [2.0, 7.0] and classes[:, 0, 0].tolist() == [2, 7]
+
+
+def test_selection_sets_without_real_data_are_the_synthetic_subsets(tmp_path):
+    from train.score import SELECTION_SYNTHETIC, selection_sets, selection_score
+
+    sets = selection_sets(tmp_path)
+    assert list(sets) == [f"synthetic T1 ({SELECTION_SYNTHETIC} of 24)", f"synthetic T2 ({SELECTION_SYNTHETIC} of 24)"]
+    assert [it.seed for it in sets[list(sets)[0]]] == [it.seed for it in synthetic_sets()["synthetic T1 (24)"][:SELECTION_SYNTHETIC]]
+    assert selection_score({"a": {"vertebra": 0.9, "disc": 0.7}, "b": {"vertebra": 0.5}}) == pytest.approx((0.8 + 0.5) / 2)
+
+
+def test_fast_intensity_augmentation_equals_the_dense_formulation():
+    import torch
+    import torch.nn.functional as F
+
+    from train.augment import _gaussian_blur, _where
+
+    x = torch.randn(3, 3, 20, 24)
+    sigma, radius = 0.8, 2
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    k = k / k.sum()
+    dense = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
+    dense = F.conv2d(F.pad(dense, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)
+    assert torch.allclose(_gaussian_blur(x, sigma), dense, atol=1e-5)
+    on = torch.tensor([True, False, True])
+    out = _where(on, lambda s, i: s + i[:, None, None, None], x)
+    assert torch.equal(out[1], x[1]) and torch.equal(out[0], x[0]) and torch.equal(out[2], x[2] + 2)

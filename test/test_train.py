@@ -240,3 +240,20 @@ def test_training_precision_is_logged(tmp_path, dataset, caplog, flags, expected
     assert train_main(["--data", str(dataset), "--out", str(tmp_path / "run"), "--config", str(tiny_config(tmp_path, val_every=100)), "--epochs", "1", *flags]) == 0
     expected = expected or ("bfloat16 autocast" if amp_dtype("cpu") else "float32")
     assert f"training on cpu in {expected}" in caplog.text
+
+
+def test_validation_on_named_sets_pools_each_set_and_averages_the_sets():
+    from algorithm.model import build_model
+    from train.score import KEYS
+    from train.train import ValCase, validate
+
+    config = Config.from_dict(TINY)
+    rng = np.random.default_rng(3)
+    labels = np.zeros((3, 64, 64), np.int16)
+    labels[:, 10:30, 10:30], labels[:, 30:34, 10:30], labels[:, 10:50, 40:44] = 1, 201, 100
+    cases = [ValCase(f"c{i}", rng.standard_normal(labels.shape).astype(np.float32), labels, (4.0, 1.5, 1.5), set=name, classes=classes)
+             for i, (name, classes) in enumerate((("a", KEYS), ("a", KEYS), ("b", ("vertebra",))))]
+    scores = validate(build_model(config), cases, config, "cpu")
+    assert {"a:vertebra", "a:disc", "a:canal", "b:vertebra"} <= set(scores) and "b:disc" not in scores
+    expected = (np.nanmean([scores["a:vertebra"], scores["a:disc"], scores["a:canal"]]) + scores["b:vertebra"]) / 2
+    assert scores["mean"] == pytest.approx(expected)

@@ -22,9 +22,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stop-after", type=int, metavar="EPOCHS", help="stop after this many epochs (the schedule still spans all; continue with --resume)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     parser.add_argument("--fp32", action="store_true", help="train in float32 (default: autocast to bf16 on CPUs with AVX512-BF16 or AMX, bf16/fp16 on CUDA)")
+    parser.add_argument("--compile", action="store_true", help="train through torch.compile (about a minute to compile, then faster steps; needs a C++ compiler on the CPU)")
     parser.add_argument("--workers", type=int, default=0, metavar="N", help="processes that render training slices (0: the training process; the same batches either way)")
     parser.add_argument("--cache", type=Path, help="preprocessed-volume cache (default OUT/../cache)")
     parser.add_argument("--masks", type=Path, action="append", default=[], metavar="DIR", help="also train on these mask-only SPIDER masks (synthetic images; repeatable); masks of validation patients are left out")
+    parser.add_argument("--validation", choices=("subset", "2d"), default="subset",
+                        help="checkpoints chosen on the data's validation subset (default), or on the 2D validation of train.score.selection_sets "
+                             "for a thick-slice (T1/T2) model, read from the folder above --data (spider-slices/, spider-t2space/)")
     parser.add_argument("--exclude", nargs="+", default=[], metavar="NAME", help="leave out cases/masks with these names (e.g. series whose slices you validate on)")
     parser.add_argument("--show-augmentations", action="store_true", help="write OUT/augmentations.png and exit")
     parser.add_argument("--reference", type=Path, metavar="DIR", help="with --show-augmentations: real slices to show beside the samples (spider-slices/t1t2-vertebrae)")
@@ -58,13 +62,18 @@ def run(args: argparse.Namespace) -> int:
     from train.train import ValCase, fit
 
     val = []
-    for case in val_cases:
+    for case in val_cases if args.validation == "subset" else []:
         try:
             val.append(ValCase(case.name, *load_canonical(case)))
         except InputError as err:
             logging.getLogger("train").warning("skipping: %s", err)
+    if args.validation == "2d":
+        from train.score import selection_sets
+
+        val = [ValCase(it.name, *it.load(), set=name, classes=it.classes, catch_all=it.catch_all)
+               for name, items in selection_sets(args.data.parent).items() for it in items]
     logging.getLogger("train").info("%d training volumes, %d validation volumes", len(volumes), len(val))
-    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after, init=args.init, workers=args.workers, mixed_precision=not args.fp32)
+    best = fit(volumes, val, config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, stop_after=args.stop_after, init=args.init, workers=args.workers, mixed_precision=not args.fp32, compiled=args.compile)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(best, indent=1))
     return 0

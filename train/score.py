@@ -1,6 +1,7 @@
 """Score a model on every real validation set here, per contrast, in one command.
 
     python -m train.score --model DIR [--data ../shared/data] [--json scores.json] [--baseline earlier.json]
+    python -m train.score --model DIR --selection --backend torch     # the 2D selection sets and score of spider-train --validation 2d
 
 Sets (``../shared/data``, see its README): ``spider-slices/t2`` (all 52 slices, the slices
 with canal, and those with at least 1,000 canal pixels), ``spider-slices/t1t2-vertebrae`` central slices (>= 5,000 vertebra pixels) per
@@ -12,7 +13,9 @@ one sample case is not (it also rewards familiarity with synthetic images: compa
 on the same mix). Every case goes through the inference pipeline with post-processing.
 The slices are validation data: never train on them.
 
-Metrics: class Dice (vertebra, disc, canal; mean over cases) and "levels found", the share of
+Metrics: class Dice (vertebra, disc, canal) pooled over each set's cases (sum of intersections over
+sum of sizes, the volume-level figure SPIDER scores: a slice that holds a 2-pixel sliver of canal
+weighs 2 pixels, not a whole case), with the mean over cases beside it, and "levels found", the share of
 reference vertebra levels of which one predicted label covers at least 50 % of the pixels.
 Partially visible vertebrae (101-125) are ignored: left out of both masks. In the spider-slices
 masks, 7 means "any vertebra above T12" and often covers two vertebrae (the data's README), so
@@ -46,6 +49,8 @@ SLICES_CATCH_ALL = 7  # spider-slices: "any vertebra above" (1 = L5 ... 6 = T12)
 KEYS = ("vertebra", "disc", "canal")
 SYNTHETIC_VOLUMES = 24  # per contrast; grids and seeds fixed 2026-11-30 before any model was scored on them
 SYNTHETIC_SEED = 1000
+THICK_MM = 4.4  # thick-slab T2-SPACE validation: the 0.9 mm slices averaged into slabs of this thickness
+SELECTION_SYNTHETIC = 8  # per contrast in the 2D selection sets (the first of the 24 scored ones)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,40 @@ class SyntheticItem:
         image, mask = synthesize(self.size, self.spacing, self.direction, self.contrast, self.seed)
         (volume, spacing), (labels, _) = canonical_array(image), canonical_array(mask)
         return volume, labels, spacing
+
+
+@dataclass(frozen=True)
+class ThickItem:
+    """A thin-slice case acquired as thick slices: ``Item``'s volume with its sagittal slices averaged
+    in contiguous slabs of about ``thickness`` mm, each slab labelled by its central thin slice."""
+
+    item: Item
+    thickness: float = THICK_MM
+
+    @property
+    def name(self) -> str:
+        return self.item.name
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.item.classes
+
+    @property
+    def catch_all(self) -> int | None:
+        return self.item.catch_all
+
+    def load(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+        volume, labels, spacing = self.item.load()
+        return thicken(volume, labels, spacing, self.thickness)
+
+
+def thicken(volume: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], thickness: float) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Canonical (sagittal-first) volume and labels as contiguous slabs of ``round(thickness /
+    spacing[0])`` slices: the image averaged over each slab, the labels of its central slice."""
+    n = max(1, round(thickness / spacing[0]))
+    slabs = volume.shape[0] // n
+    image = volume[: slabs * n].astype(np.float32).reshape(slabs, n, *volume.shape[1:]).mean(axis=1)
+    return image, labels[n // 2 : slabs * n : n], (spacing[0] * n, spacing[1], spacing[2])
 
 
 def synthetic_sets(volumes: int = SYNTHETIC_VOLUMES) -> dict[str, list[SyntheticItem]]:
@@ -144,20 +183,39 @@ def validation_sets(data: Path) -> dict[str, list[Item]]:
     return sets
 
 
+def selection_sets(data: Path) -> dict[str, list]:
+    """The 2D validation that chooses a thick-slice (T1/T2) model's checkpoints: the T2-SPACE
+    validation cases as thick slabs, the spider-slices T2 slices with canal, the central T1 and T2
+    slices, and the first SELECTION_SYNTHETIC synthetic T1 and T2 volumes (fixed 2026-12-06, before
+    any model was scored on them). Selecting on the slices makes them selection figures, no longer
+    untouched held-out ones."""
+    sets = validation_sets(data)
+    chosen = {name: sets[name] for name in ("t2 slices, with canal", "T1 central slices (vertebra)", "T2 central slices (vertebra)") if name in sets}
+    if "T2-SPACE validation" in sets:
+        chosen["T2-SPACE validation, thick slabs"] = [ThickItem(it) for it in sets["T2-SPACE validation"]]
+    for name, items in synthetic_sets().items():
+        chosen[name.replace(f"({SYNTHETIC_VOLUMES})", f"({SELECTION_SYNTHETIC} of {SYNTHETIC_VOLUMES})")] = items[:SELECTION_SYNTHETIC]
+    return chosen
+
+
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     total = int(a.sum()) + int(b.sum())
     return 2 * int((a & b).sum()) / total if total else math.nan
 
 
 def score_case(reference: np.ndarray, prediction: np.ndarray, classes: tuple[str, ...], catch_all: int | None = None) -> dict[str, float]:
-    """Class Dice of the labelled classes and vertebra levels found/total of one case (SPIDER
-    values in both arrays; partially visible reference vertebrae 101-125 are ignored; the
+    """Class Dice of the labelled classes (with the intersection and summed sizes that pool them
+    over a set) and vertebra levels found/total of one case (SPIDER values in both arrays; partially visible reference vertebrae 101-125 are ignored; the
     ``catch_all`` value counts for Dice but is not a level)."""
     ignore = (reference > 100) & (reference < 200)
     reference = np.where(ignore, 0, reference)
     prediction = np.where(ignore, 0, prediction)
     ref_cls, pred_cls = to_classes(reference), to_classes(prediction)
-    scores = {key: _dice(ref_cls == c, pred_cls == c) for c, key in enumerate(KEYS, start=VERTEBRA) if key in classes}
+    scores: dict[str, float] = {}
+    for c, key in enumerate(KEYS, start=VERTEBRA):
+        if key in classes:
+            ref, pred = ref_cls == c, pred_cls == c
+            scores.update({key: _dice(ref, pred), f"{key}_intersection": int((ref & pred).sum()), f"{key}_sizes": int(ref.sum()) + int(pred.sum())})
     levels = [v for v in np.unique(reference) if 0 < v < 100 and v != catch_all]
     found = 0
     for level in levels:
@@ -168,16 +226,37 @@ def score_case(reference: np.ndarray, prediction: np.ndarray, classes: tuple[str
     return {**scores, "levels_found": found, "levels": len(levels)}
 
 
-def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: list[str] | None = None) -> dict[str, dict[str, float]]:
+def summarize(per_case: list[dict[str, float]]) -> dict[str, float]:
+    """A set's figures from its cases' ``score_case``: per class the pooled Dice (``<class>``) and
+    the mean over cases (``<class>_mean``), and the share of levels found."""
+    summary: dict = {"cases": len(per_case)}
+    for key in KEYS:
+        scored = [c for c in per_case if key in c]
+        if scored:
+            sizes = sum(c[f"{key}_sizes"] for c in scored)
+            summary[key] = 2 * sum(c[f"{key}_intersection"] for c in scored) / sizes if sizes else math.nan
+            values = [c[key] for c in scored if not math.isnan(c[key])]
+            summary[f"{key}_mean"] = float(np.mean(values)) if values else math.nan
+    levels = sum(c["levels"] for c in per_case)
+    summary["levels_found"] = sum(c["levels_found"] for c in per_case) / levels if levels else math.nan
+    return summary
+
+
+def selection_score(results: dict[str, dict[str, float]]) -> float:
+    """One number to choose checkpoints by: the mean over sets of the mean pooled class Dice."""
+    return float(np.mean([np.nanmean([s[k] for k in KEYS if k in s]) for s in results.values()]))
+
+
+def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: list[str] | None = None, selection: bool = False) -> dict[str, dict[str, float]]:
     """Segment every case of every set with the model and return per-set metrics (each case's
-    own under ``per_case``)."""
+    own under ``per_case``); ``selection``: the 2D selection sets instead (``selection_sets``)."""
     from tqdm import tqdm
 
-    from algorithm.pipeline import Segmenter, segment_volume
+    from algorithm.pipeline import Models, segment_volume
 
-    segmenter = Segmenter.load(model_dir, backend=backend)
+    segmenter = Models(model_dir, backend)  # each case goes to the model its slice spacing routes to
     results = {}
-    for name, items in {**validation_sets(data), **synthetic_sets()}.items():
+    for name, items in (selection_sets(data) if selection else {**validation_sets(data), **synthetic_sets()}).items():
         if sets and name not in sets:
             continue
         per_case = []
@@ -185,22 +264,15 @@ def score_sets(model_dir: Path | None, data: Path, backend: str = "auto", sets: 
             volume, reference, spacing = it.load()
             prediction = segment_volume(volume, spacing, segmenter).astype(np.int32)
             per_case.append(score_case(reference.astype(np.int32), prediction, it.classes, it.catch_all))
-        summary: dict = {"cases": len(per_case), "per_case": {it.name: c for it, c in zip(items, per_case)}}
-        for key in KEYS:
-            values = [c[key] for c in per_case if key in c and not math.isnan(c[key])]
-            if values:
-                summary[key] = float(np.mean(values))
-        levels = sum(c["levels"] for c in per_case)
-        summary["levels_found"] = sum(c["levels_found"] for c in per_case) / levels if levels else math.nan
-        results[name] = summary
+        results[name] = {**summarize(per_case), "per_case": {it.name: c for it, c in zip(items, per_case)}}
     return results
 
 
 def format_scores(results: dict[str, dict[str, float]]) -> str:
-    """A Markdown table: one row per set."""
+    """A Markdown table: one row per set, class Dice pooled over the set (mean over its cases)."""
     lines = ["| set | cases | vertebra | disc | canal | levels found |", "| --- | --- | --- | --- | --- | --- |"]
     for name, s in results.items():
-        cells = [f"{s[k]:.3f}" if k in s else "" for k in (*KEYS, "levels_found")]
+        cells = [f"{s[k]:.3f} ({s[f'{k}_mean']:.3f})" if k in s else "" for k in KEYS] + [f"{s['levels_found']:.3f}"]
         lines.append(f"| {name} | {s['cases']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -227,10 +299,11 @@ def format_differences(results: dict[str, dict], baseline: dict[str, dict]) -> s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    parser.add_argument("--model", type=Path, help="model folder, or a folder of model folders routed by slice spacing (default: the bundled models)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with spider-slices/ and spider-t2space/")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "torch"))
     parser.add_argument("--set", action="append", dest="sets", help="score only this set (repeatable)")
+    parser.add_argument("--selection", action="store_true", help="score the 2D selection sets (spider-train --validation 2d) and print their selection score")
     parser.add_argument("--json", type=Path, help="write the scores here, with every case's scores under per_case")
     parser.add_argument("--baseline", type=Path, help="an earlier --json: also print this run minus that one")
     args = parser.parse_args(argv)
@@ -238,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.score: error: {args.data} not found (see ../shared/data/README.md)", file=sys.stderr)
         return 1
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
-    results = score_sets(args.model, args.data, args.backend, args.sets)
+    results = score_sets(args.model, args.data, args.backend, args.sets, args.selection)
     print(format_scores(results))
+    if args.selection:
+        print(f"\nselection score: {selection_score(results):.4f}")
     if baseline is not None:
         print("\nthis run minus " + str(args.baseline) + ":\n" + format_differences(results, baseline))
     if args.json:
