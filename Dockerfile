@@ -43,10 +43,11 @@ RUN groupadd --system --gid 10001 user \
     && chown user:user /output /opt/ml/model
 
 WORKDIR /opt/app
-# The model (config.json, model.onnx, model.fp16.onnx, TensorRT engines) is baked in under
-# algorithm/resources/model. The entry point picks --model, else $SPIDER_MODEL_DIR, else
-# /opt/ml/model when it holds a config.json (a model tarball uploaded to grand-challenge is
-# extracted there), else the baked-in model; so SPIDER_MODEL_DIR is deliberately left unset.
+# The models (config.json, model.onnx, model.fp16.onnx, TensorRT engines) are baked in under
+# algorithm/resources/models/<name> (thin-slice and thick-slice, chosen per series by its slice
+# spacing). The entry point picks --model, else $SPIDER_MODEL_DIR, else /opt/ml/model when it
+# holds a model (a model tarball uploaded to grand-challenge is extracted there), else the
+# baked-in models; so SPIDER_MODEL_DIR is deliberately left unset.
 COPY --chown=10001:10001 algorithm /opt/app/algorithm
 ENV MPLBACKEND=Agg \
     MPLCONFIGDIR=/tmp/matplotlib

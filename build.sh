@@ -16,14 +16,15 @@ done
 
 image="${SPIDER_IMAGE:-spider-segment}"
 tag="${SPIDER_TAG:-$(git rev-parse --short HEAD 2>/dev/null || echo latest)}"
-model=algorithm/resources/model
-if [[ ! -f "$model/config.json" || ! -f "$model/model.onnx" ]]; then
-    echo "build.sh: no model in $model (config.json, model.onnx): run ./export.sh RUN_DIR first" >&2
-    exit 1
-fi
-if ! compgen -G "$model/*.engine" >/dev/null; then
-    echo "build.sh: note: no TensorRT engine in $model: the container will run ONNX Runtime (README: building the TensorRT engine)"
-fi
+for model in algorithm/resources/models/*/; do
+    if [[ ! -f "$model/config.json" || ! -f "$model/model.onnx" ]]; then
+        echo "build.sh: no model in $model (config.json, model.onnx): run ./export.sh RUN_DIR $model first" >&2
+        exit 1
+    fi
+    if ! compgen -G "$model/*.engine" >/dev/null; then
+        echo "build.sh: note: no TensorRT engine in $model: the container will run ONNX Runtime there (README: building the TensorRT engine)"
+    fi
+done
 
 docker build --platform linux/amd64 --tag "$image:$tag" --tag "$image:latest" .
 echo "built $image:$tag"

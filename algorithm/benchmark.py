@@ -234,7 +234,7 @@ def measure(model_dir: str, config: Configuration, volume: str, repeats: int, wa
         out = Path(tmp) / "labels.mha"
         for _ in range(warmup):
             segment_file(volume, out, segmenter)
-        runs = [segment_file(volume, out, segmenter) for _ in range(repeats)]
+        runs = [segment_file(volume, out, segmenter).seconds for _ in range(repeats)]
     torch = sys.modules.get("torch")
     return {"load_s": load_s, "runs": runs, "torch_threads": torch.get_num_threads() if torch else None}
 
@@ -246,7 +246,7 @@ def segment_command(volume: str, out_dir: str, model_dir: str, device: str) -> l
 
 
 def time_process(command: list[str], interval_s: float = 0.005) -> dict:
-    """Wall time, peak resident memory and the backend it logged (None if it logged none) of one
+    """Wall time, peak resident memory and the backend and model it logged (None if it logged none) of one
     process run to completion. The peak is the
     child's own ``VmHWM``, sampled while it runs (it only grows, so the last sample before the
     exit holds it); ``ru_maxrss`` of ``wait4`` is not used: Linux carries the parent's high-water
@@ -266,8 +266,9 @@ def time_process(command: list[str], interval_s: float = 0.005) -> dict:
             tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise BenchmarkError(f"'{' '.join(command)[:160]}' failed (exit {proc.returncode}): {tail[0][:200]}")
         log.seek(0)
-        backend = re.search(r"backend: (\S+)", log.read().decode(errors="replace"))
-    return {"wall_s": wall, "peak_rss_mb": peak, "backend": backend and backend.group(1)}
+        text = log.read().decode(errors="replace")
+        backend, model = re.search(r"backend: (\S+)", text), re.search(r"\(model (\S+);", text)
+    return {"wall_s": wall, "peak_rss_mb": peak, "backend": backend and backend.group(1), "model": model and model.group(1)}
 
 
 # --- the benchmark ------------------------------------------------------------------------
@@ -281,20 +282,25 @@ def stage_stats(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 
 def benchmark_backends(model_dir: Path, configs: list[Configuration], volumes: list[Volume], repeats: int, warmup: int, report: dict) -> None:
-    """Measure each available configuration on each volume; record skipped ones with the reason."""
+    """Measure each available configuration on each volume with the model the volume's slice
+    spacing routes to (``algorithm.routing``); record skipped ones with the reason."""
     from tqdm import tqdm
 
+    from algorithm.routing import choose, model_folders
+
+    models = model_folders(model_dir)
     for config in tqdm(configs, desc="backends", unit="config", leave=False):
         reason = precision_problem(config)
         for volume in volumes if reason is None else []:
-            result = isolated(measure, model_dir=str(model_dir), config=config, volume=volume.path, repeats=repeats, warmup=warmup)
+            folder = choose(models, volume.spacing[0])
+            result = isolated(measure, model_dir=str(folder), config=config, volume=volume.path, repeats=repeats, warmup=warmup)
             if "skipped" in result:
                 reason = result["skipped"]
                 break
             stats = stage_stats(result["runs"])
             total = stats["total"]["median"]
             report["results"].append({
-                "config": config.label, **asdict(config), "volume": volume.name,
+                "config": config.label, **asdict(config), "volume": volume.name, "model": folder.name,
                 "load_s": result["load_s"], "stages": stats, "volumes_per_s": 1 / total, "slices_per_s": volume.shape[0] / total,
                 "peak_rss_mb": result["peak_rss_mb"], "gpu_peak_mb": result["gpu_peak_mb"], "torch_threads": result["torch_threads"],
             })
@@ -318,7 +324,7 @@ def benchmark_process(model_dir: Path, devices: list[str], volumes: list[Volume]
                 runs = [time_process(command) for _ in range(repeats)]
             wall = summarize([r["wall_s"] for r in runs])
             report["process"].append({
-                "volume": volume.name, "device": device, "backend": runs[-1]["backend"], "wall_s": wall, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "volume": volume.name, "device": device, "backend": runs[-1]["backend"], "model": runs[-1]["model"], "wall_s": wall, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
                 "volumes_per_s": 1 / wall["median"], "slices_per_s": volume.shape[0] / wall["median"], "command": " ".join(command),
             })
 
@@ -434,8 +440,11 @@ def run_benchmark(
     chosen = [v for v in volumes if nnunet and (not nnunet.volumes or v.name in nnunet.volumes)]
     if nnunet and not chosen:
         raise BenchmarkError(f"--nnunet-volumes {','.join(nnunet.volumes)} matches none of {', '.join(v.name for v in volumes)}")
-    config = Config.load(model_dir)
-    model = {"dir": str(model_dir), "widths": list(config.widths), "spacing_mm": config.spacing, "in_channels": config.in_channels}
+    from algorithm.routing import model_folders
+
+    configs = {folder.name: config for folder, config in model_folders(model_dir).items()}
+    model = {"dir": str(model_dir), "widths": {name: list(c.widths) for name, c in configs.items()}, "spacing_mm": {name: c.spacing for name, c in configs.items()},
+             "sagittal_spacing_mm": {name: list(c.sagittal_spacing_mm) for name, c in configs.items()}}
     report = {"machine": machine_info(), "model": model, "repeats": repeats, "warmup": warmup,
               "volumes": [asdict(v) for v in volumes], "results": [], "skipped": [], "process": []}
     benchmark_backends(model_dir, configurations(backends, devices, precisions), volumes, repeats, warmup, report)
@@ -477,15 +486,15 @@ def format_table(report: dict) -> str:
     lines = [f"{m['cpus']} CPUs, load {m['load_average']:.1f} at start, GPU: {m['gpu'] or 'none'}; "
              f"{report['repeats']} timed repeats after {report['warmup']} warm-up; seconds as median [min-max]",
              f"model: {report['model']['dir']}{' (random weights)' if report['model'].get('random_weights') else ''}, widths {report['model']['widths']}", ""]
-    header = ["volume", "configuration", *STAGES, "total", "vol/s", "slices/s", "RSS MB", "GPU MB"]
-    rows = [[r["volume"], r["config"], *(f"{r['stages'][s]['median']:.3f}" for s in STAGES), _span(r["stages"]["total"]),
+    header = ["volume", "model", "configuration", *STAGES, "total", "vol/s", "slices/s", "RSS MB", "GPU MB"]
+    rows = [[r["volume"], r.get("model", "?"), r["config"], *(f"{r['stages'][s]['median']:.3f}" for s in STAGES), _span(r["stages"]["total"]),
              f"{r['volumes_per_s']:.2f}", f"{r['slices_per_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
              "-" if r["gpu_peak_mb"] is None else f"{r['gpu_peak_mb']:.0f}"] for r in report["results"]]
     lines += _grid(header, rows)
     if report["process"]:
         lines += ["", "whole spider-segment process (start, imports, model load, segmentation, write):"]
-        lines += _grid(["volume", "device", "backend", "wall s", "vol/s", "slices/s", "RSS MB"],
-                       [[p["volume"], p["device"], p.get("backend") or "?", _span(p["wall_s"]), f"{p['volumes_per_s']:.2f}", f"{p['slices_per_s']:.1f}", f"{p['peak_rss_mb']:.0f}"] for p in report["process"]])
+        lines += _grid(["volume", "model", "device", "backend", "wall s", "vol/s", "slices/s", "RSS MB"],
+                       [[p["volume"], p.get("model") or "?", p["device"], p.get("backend") or "?", _span(p["wall_s"]), f"{p['volumes_per_s']:.2f}", f"{p['slices_per_s']:.1f}", f"{p['peak_rss_mb']:.0f}"] for p in report["process"]])
     nnunet = report.get("nnunet")
     if nnunet and "runs" in nnunet:
         plan = nnunet["plan"]
@@ -554,7 +563,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="spider-benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, help="folder of volumes (default: synthetic volumes with real SPIDER geometries)")
     parser.add_argument("--volumes", default=",".join(DEFAULT_VOLUMES), help="synthetic volumes to make when no --input (default %(default)s)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder (default: the bundled model)")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder, or a folder of model folders routed by slice spacing (default: the bundled models)")
     parser.add_argument("--random-model", action="store_true", help="benchmark an untrained model of the default architecture instead of --model")
     parser.add_argument("--backend", default="all", help=f"'all' or comma-separated {', '.join(BACKEND_CHOICES)} (default all)")
     parser.add_argument("--device", default="all", help="'all', cpu or cuda (default all; unavailable ones are skipped with the reason)")
@@ -581,8 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         precisions = _split(args.precision, PRECISION_CHOICES, "--precision")
         with tempfile.TemporaryDirectory(prefix="spider-benchmark-") as tmp:
             model = random_model(Path(tmp) / "random_model") if args.random_model else args.model
-            if not (model / "config.json").is_file():
-                raise BenchmarkError(f"no model in {model} (config.json missing): pass --model DIR or --random-model")
+            if not (model / "config.json").is_file() and not any(model.glob("*/config.json")):
+                raise BenchmarkError(f"no model in {model} (no config.json, nor model folders with one): pass --model DIR or --random-model")
             if args.input is not None:
                 from algorithm.io import is_volume_file
 

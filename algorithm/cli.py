@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--format", choices=("mha", "nii.gz"), default="mha", help="output file format (default mha)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="default auto: TensorRT, then ONNX Runtime on CUDA, then OpenVINO, ONNX Runtime, PyTorch on the CPU (the first installed that loads)")
-    parser.add_argument("--model", type=Path, help=f"model folder (default: ${MODEL_ENV}, else {GC_MODEL_DIR} if it holds a model, else the bundled model)")
+    parser.add_argument("--model", type=Path, help=f"model folder, or a folder of model folders to choose from by slice spacing (default: ${MODEL_ENV}, "
+                        f"else {GC_MODEL_DIR} if it holds a model, else the bundled models: thin-slice for series under 2 mm, thick-slice for the others)")
     parser.add_argument("--batch-size", type=int, help="slices per network call (default 4 on CPU, 32 on GPU)")
     parser.add_argument("--mirror", action="store_true", help="test-time augmentation: also segment the left-right mirrored volume and average (twice the time)")
     parser.add_argument("--allow-non-sagittal", action="store_true", help="also segment axial and coronal series (resliced sagittally; the model was trained on sagittal series)")
@@ -52,12 +53,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def model_dir(arg: Path | None) -> Path | None:
-    """--model, else $SPIDER_MODEL_DIR, else /opt/ml/model when it holds a config, else None (bundled)."""
+    """--model, else $SPIDER_MODEL_DIR, else /opt/ml/model when it holds a model (a config, or model
+    folders with one), else None (bundled)."""
     if arg:
         return arg
     if os.environ.get(MODEL_ENV):
         return Path(os.environ[MODEL_ENV])
-    if (GC_MODEL_DIR / "config.json").is_file():
+    if (GC_MODEL_DIR / "config.json").is_file() or any(GC_MODEL_DIR.glob("*/config.json")):
         return GC_MODEL_DIR
     return None
 
@@ -120,29 +122,34 @@ def dicom_jobs(src: Path, dst: Path, suffix: str) -> list[tuple[DicomSeries, Pat
 def run(args: argparse.Namespace) -> int:
     """Segment every input; a failed file is reported in one line and the others still run."""
     from algorithm.io import InputError
-    from algorithm.pipeline import STAGES, LoadingSegmenter, segment_file
+    from algorithm.pipeline import STAGES, Models, segment_file
 
     pairs = jobs(args.input, args.output, "." + args.format)
-    segmenter = LoadingSegmenter(model_dir(args.model), args.backend, args.device, args.batch_size, args.mirror)
+    models = Models(model_dir(args.model), args.backend, args.device, args.batch_size, args.mirror)
+    if isinstance(pairs[0][0], Path):
+        try:
+            models.for_file(pairs[0][0])  # the first file's model loads while that file is read
+        except (InputError, RuntimeError):  # no model for it, or unreadable: that file's own run says why, in one line
+            pass
     failed = 0
     progress = len(pairs) > 1 and sys.stderr.isatty()
     for src, dst in pairs:
         try:
-            seconds = segment_file(src, dst, segmenter, args.output / "qc" if args.qc else None, progress=progress, allow_non_sagittal=args.allow_non_sagittal)
+            timer = segment_file(src, dst, models, args.output / "qc" if args.qc else None, progress=progress, allow_non_sagittal=args.allow_non_sagittal)
         except InputError as err:
             log.error("%s", err)
             failed += 1
             continue
         except Exception as err:  # one bad volume must not stop the others, nor print a traceback
-            if segmenter.failed():
-                segmenter.result()  # raises why the model did not load: nothing can be segmented
+            models.raise_if_failed()  # why a model did not load: nothing can be segmented with it
             if args.verbose:
                 log.exception("%s: failed", src)
             else:
                 log.error("%s: failed: %s", src, error_line(err))
             failed += 1
             continue
-        log.info("%s -> %s (%s; total %.2f s)", src.name, dst, ", ".join(f"{s} {seconds.get(s, 0):.2f}" for s in STAGES), sum(seconds.values()))
+        seconds = timer.seconds
+        log.info("%s -> %s (model %s; %s; total %.2f s)", src.name, dst, timer.model, ", ".join(f"{s} {seconds.get(s, 0):.2f}" for s in STAGES), sum(seconds.values()))
     if failed:
         log.error("%d of %d volumes failed", failed, len(pairs))
     return 1 if failed else 0

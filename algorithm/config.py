@@ -22,6 +22,8 @@ class Config:
     widths: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
     num_classes: int = 4
     norm: str = "batch"  # "batch" (foldable into the convolutions at export) or "instance"
+    # routing: the sagittal slice spacings [low, high) in mm of the series this model is for (algorithm.routing)
+    sagittal_spacing_mm: tuple[float, float] = (0.0, 1000.0)
     # post-processing
     min_component_mm3: float = 100.0
     partial_vertebrae: bool = False  # vertebrae cut by the superior/inferior edge -> 101-125 (the released masks never do)

@@ -275,11 +275,9 @@ def export(source: Path, out_dir: Path, engine: bool = True, workspace_gb: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    from algorithm.pipeline import DEFAULT_MODEL_DIR
-
     parser = argparse.ArgumentParser(prog="spider-export", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="run folder (config.json + model.pt), checkpoint file, or with --engine-only a model folder")
-    parser.add_argument("out_dir", type=Path, nargs="?", default=None, help=f"model folder to write (default: {DEFAULT_MODEL_DIR})")
+    parser.add_argument("out_dir", type=Path, nargs="?", default=None, help="model folder to write, e.g. algorithm/resources/models/thick-slice (not with --engine-only)")
     parser.add_argument("--engine-only", action="store_true", help="only build and check the TensorRT engine from SOURCE's model.onnx (no torch needed)")
     parser.add_argument("--no-engine", action="store_true", help="skip the TensorRT engine")
     parser.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit (GiB)")
@@ -290,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ExportError(f"{args.source}: no {ONNX_NAME} here")
             engine_step(args.source, args.workspace_gb)
         else:
-            export(args.source, args.out_dir or DEFAULT_MODEL_DIR, not args.no_engine, args.workspace_gb)
+            if args.out_dir is None:
+                raise ExportError("name the model folder to write (e.g. algorithm/resources/models/thick-slice)")
+            export(args.source, args.out_dir, not args.no_engine, args.workspace_gb)
     except (ExportError, OSError, ValueError) as err:
         print(f"spider-export: error: {err}", file=sys.stderr)
         return 1

@@ -23,23 +23,25 @@ from algorithm.geometry import non_sagittal_plane, orientation
 from algorithm.io import InputError, read_image, write_image
 from algorithm.preprocess import context_slices, pad_to_multiple, preprocess
 from algorithm.resident import Resident, TorchResident, load_resident
+from algorithm.routing import choose, model_folders
 
 STAGES = ("read", "preprocess", "predict", "postprocess", "write")
-DEFAULT_MODEL_DIR = Path(__file__).parent / "resources" / "model"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "resources" / "models"  # a model root (algorithm.routing)
 
 log = logging.getLogger("algorithm")
 
 
 def model_folder(model_dir: str | Path | None) -> Path:
-    """``model_dir``, or the bundled model where it is None."""
+    """``model_dir``, or the bundled models' root where it is None."""
     return Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
 
 
 @dataclass
 class Timer:
-    """Wall-clock seconds per pipeline stage."""
+    """Wall-clock seconds per pipeline stage, and the name of the model that predicted."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    model: str = ""
 
     @contextmanager
     def stage(self, name: str):
@@ -63,6 +65,7 @@ class Segmenter:
     mirror: bool = False
     head: ClassHead | None = None
     resident: Resident | TorchResident | None = None
+    name: str = ""  # the model folder's name
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto", batch_size: int | None = None, mirror: bool = False) -> "Segmenter":
@@ -70,7 +73,7 @@ class Segmenter:
         config = Config.load(model_dir)
         chosen = load_backend(model_dir, config, backend, device)
         head = load_class_head(chosen.device)
-        return cls(config, chosen, batch_size or (32 if chosen.device == "cuda" else 4), mirror, head, load_resident(chosen, head))
+        return cls(config, chosen, batch_size or (32 if chosen.device == "cuda" else 4), mirror, head, load_resident(chosen, head), model_dir.name)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Network logits of a batch; with ``mirror``, averaged with those of the mirrored input
@@ -94,10 +97,11 @@ class LoadingSegmenter:
     first volume is read, so that building the sessions (OpenVINO's compile, ONNX Runtime's graph
     optimisation: native code that releases the GIL) overlaps reading and preprocessing."""
 
-    def __init__(self, model_dir: str | Path | None, *args):
+    def __init__(self, model_dir: str | Path, *args):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.config = Config.load(model_folder(model_dir))
+        self.name = Path(model_dir).name
+        self.config = Config.load(model_dir)
         pool = ThreadPoolExecutor(1, thread_name_prefix="model-load")
         self._future = pool.submit(Segmenter.load, model_dir, *args)
         pool.shutdown(wait=False)  # its thread ends when loading does
@@ -110,6 +114,39 @@ class LoadingSegmenter:
         return self._future.done() and self._future.exception() is not None
 
 
+class Models:
+    """The models of a model root (``algorithm.routing``), each loaded in the background
+    (``LoadingSegmenter``) when a series first needs it: a run loads only the models its series use.
+    ``args`` are ``Segmenter.load``'s after the folder."""
+
+    def __init__(self, root: str | Path | None = None, *args):
+        self.folders = model_folders(model_folder(root))
+        self.args = args
+        self.loading: dict[Path, LoadingSegmenter] = {}
+
+    def for_spacing(self, slice_mm: float) -> LoadingSegmenter:
+        """The model for a series with this sagittal slice spacing (mm), loading from now on."""
+        folder = choose(self.folders, slice_mm)
+        if folder not in self.loading:
+            self.loading[folder] = LoadingSegmenter(folder, *self.args)
+        return self.loading[folder]
+
+    def for_file(self, path: Path) -> LoadingSegmenter:
+        """``for_spacing`` from a volume file's header alone (no pixel read)."""
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return self.for_spacing(orientation(reader.GetDirection(), reader.GetSpacing()).spacing[0])
+
+    def raise_if_failed(self) -> None:
+        """Re-raise why a model that was needed did not load."""
+        for loading in self.loading.values():
+            if loading.failed():
+                loading.result()
+
+
 def batches(n: int, size: int, progress: bool = False) -> Iterable[range]:
     """Slice indices 0..n-1 in batches of ``size``, with a progress bar if ``progress``."""
     ranges = [range(start, min(start + size, n)) for start in range(0, n, size)]
@@ -120,7 +157,7 @@ def batches(n: int, size: int, progress: bool = False) -> Iterable[range]:
     return tqdm(ranges, desc="predict", unit="batch", leave=False)
 
 
-def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter, timer: Timer | None = None,
+def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter | Models, timer: Timer | None = None,
                     progress: bool = False) -> np.ndarray:
     """Canonical image volume -> uint8 class map on the same grid.
 
@@ -129,8 +166,12 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
     Batches are built on the network's device where the backend allows (algorithm.resident),
     else on the host; a device-side run that fails falls back to the host for good, with a warning.
     A model still loading is waited for after preprocessing (the wait counts as predict time).
+    ``Models`` choose the model by the sagittal spacing ``spacing[0]``.
     """
     timer = timer or Timer()
+    if isinstance(segmenter, Models):
+        segmenter = segmenter.for_spacing(spacing[0])
+    timer.model = segmenter.name
     with timer.stage("preprocess"):
         pp = preprocess(volume, spacing, segmenter.config)
     with timer.stage("predict"):
@@ -154,12 +195,14 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
     return classes
 
 
-def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter, timer: Timer | None = None, progress: bool = False, actions: list[dict] | None = None) -> np.ndarray:
+def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter | Models, timer: Timer | None = None, progress: bool = False, actions: list[dict] | None = None) -> np.ndarray:
     """Canonical image volume -> int16 SPIDER instance labels on the same grid (``actions``: a list that
     receives the post-processing records)."""
     from algorithm.postprocess import postprocess
 
     timer = timer or Timer()
+    if isinstance(segmenter, Models):
+        segmenter = segmenter.for_spacing(spacing[0])
     classes = predict_classes(volume, spacing, segmenter, timer, progress)
     with timer.stage("postprocess"):
         return postprocess(classes, spacing, segmenter.config, actions).astype(np.int16, copy=False)
@@ -173,9 +216,10 @@ def check_sagittal(image, path: str | Path) -> None:
                          "the model segments sagittal series (--allow-non-sagittal segments it anyway)")
 
 
-def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmenter: Segmenter | LoadingSegmenter, qc_dir: str | Path | None = None, progress: bool = False,
-                 allow_non_sagittal: bool = False) -> dict[str, float]:
-    """Segment one volume file or DICOM series and write the instance mask on the input's grid; return stage timings.
+def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmenter: Segmenter | LoadingSegmenter | Models, qc_dir: str | Path | None = None, progress: bool = False,
+                 allow_non_sagittal: bool = False) -> Timer:
+    """Segment one volume file or DICOM series and write the instance mask on the input's grid; return the
+    stage timings and the model's name.
     An axial or coronal series is an InputError unless ``allow_non_sagittal``."""
     import SimpleITK as sitk
 
@@ -191,16 +235,18 @@ def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmen
     with timer.stage("write"):
         write_image(orient.from_canonical(labels), image, out_path)
     if qc_dir is not None:
-        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions)
-    return timer.seconds
+        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions, timer.model)
+    return timer
 
 
-def write_qc_or_warn(volume: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], qc_dir: Path, out_path: Path, actions: list[dict] | None = None) -> None:
-    """QC picture and volumes of a mask already written (``actions``: post-processing records): a
-    failure here is a warning, the segmentation itself succeeded."""
+def write_qc_or_warn(volume: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], qc_dir: Path, out_path: Path, actions: list[dict] | None = None,
+                     model: str = "") -> None:
+    """QC picture and volumes of a mask already written (``actions``: post-processing records;
+    ``model``: the name of the model that segmented it): a failure here is a warning, the
+    segmentation itself succeeded."""
     from algorithm.qc import write_qc
 
     try:
-        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions)
+        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions, model)
     except Exception as err:  # QC is an extra: never fail a case whose mask is written
         log.warning("%s: QC output failed (%s); the mask was written", out_path.name, error_line(err))

@@ -46,11 +46,12 @@ def qc_slices(labels: np.ndarray, panels: int = PANELS) -> list[int]:
     return sorted({int(round(p)) for p in picks})
 
 
-def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, name: str, actions: list[dict] | None = None) -> tuple[Path, Path]:
+def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, name: str, actions: list[dict] | None = None, model: str = "") -> tuple[Path, Path]:
     """Write <name>_qc.png, <name>_volumes.json (volumes and measurements) and
     <name>_measurements.csv into out_dir; return the PNG and JSON paths.
 
-    ``actions``: post-processing records (postprocess's ``log``), written under "postprocess".
+    ``actions``: post-processing records (postprocess's ``log``), written under "postprocess";
+    ``model``: the name of the model that segmented it, written under "model".
 
     volume and labels are canonical arrays (sagittal slices, superior->inferior, anterior->posterior).
     """
@@ -60,7 +61,7 @@ def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, nam
     out_dir.mkdir(parents=True, exist_ok=True)
     png, js = out_dir / f"{name}_qc.png", out_dir / f"{name}_volumes.json"
     levels = measure(labels, spacing)
-    record = {**structure_volumes(labels, spacing), "measurements": as_json(levels)}
+    record = {**({"model": model} if model else {}), **structure_volumes(labels, spacing), "measurements": as_json(levels)}
     if actions is not None:
         record["postprocess"] = {"frame": "mm from the first voxel: right->left, superior->inferior, anterior->posterior", "actions": actions}
     js.write_text(json.dumps(record, indent=2) + "\n")

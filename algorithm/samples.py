@@ -206,12 +206,14 @@ def resolve_model_dir(model_dir: Path | None = None) -> Path:
 
 
 def model_record(model_dir: Path) -> dict:
-    """What identifies a model's outputs: the SHA-256 of its ONNX file and its config."""
+    """What identifies the outputs of a model root: per model folder (``algorithm.routing``) the
+    SHA-256 of its ONNX file and of its config."""
     from algorithm.backends import ONNX_NAME
     from algorithm.config import CONFIG_NAME
+    from algorithm.routing import model_folders
     from algorithm.tensorrt_backend import sha256
 
-    return {"onnx_sha256": sha256(model_dir / ONNX_NAME), "config_sha256": sha256(model_dir / CONFIG_NAME)}
+    return {"models": {folder.name: {"onnx_sha256": sha256(folder / ONNX_NAME), "config_sha256": sha256(folder / CONFIG_NAME)} for folder in model_folders(model_dir)}}
 
 
 def write_expected(case_dir: Path, model_dir: Path | None = None) -> Path:
@@ -314,11 +316,13 @@ def compare_case(case_dir: Path, output_dir: Path, min_dice: float = MIN_DICE) -
 def check_model_record(cases_dir: Path = CASES_DIR, model_dir: Path | None = None) -> tuple[bool, str]:
     """Whether the expected outputs in ``cases_dir`` were made with the model the entry point
     uses (MODEL.json); returns (same, one-line summary)."""
+    from algorithm.io import InputError
+
     model = resolve_model_dir(model_dir)
     try:
         made_with = json.loads((cases_dir / MODEL_RECORD).read_text())
         current = model_record(model)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, InputError) as err:
         return False, f"cannot compare {cases_dir / MODEL_RECORD} with the model in {model}: {err}"
     if {key: made_with.get(key) for key in current} != current:
         return False, f"the expected outputs in {cases_dir} were made with another model than {model} (regenerate: python -m algorithm.samples expected)"
@@ -352,7 +356,7 @@ def make_expected(cases_dir: Path, model_dir: Path | None = None) -> bool:
         print(f"wrote {target}: {accuracy}")
         passed &= accurate
     model = resolve_model_dir(model_dir)
-    (cases_dir / MODEL_RECORD).write_text(json.dumps(model_record(model) | {"model": model.name}, indent=2) + "\n")
+    (cases_dir / MODEL_RECORD).write_text(json.dumps(model_record(model), indent=2) + "\n")
     return passed
 
 

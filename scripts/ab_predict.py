@@ -38,10 +38,10 @@ def main() -> None:
     import SimpleITK as sitk
 
     from algorithm.benchmark import synthetic_volumes
-    from algorithm.pipeline import Segmenter, segment_file
+    from algorithm.pipeline import Models, segment_file
     from algorithm.resident import TorchResident
 
-    segmenter = Segmenter.load(None, backend=args.backend, device=args.device)
+    segmenter = Models(None, args.backend, args.device)
     # PyTorch on the CPU loads without its device path (slower there): build it to compare
     device = segmenter.resident or (TorchResident(segmenter.backend) if args.backend == "torch" else None)
     variants = {"device": (segmenter.head, device), "host, onnx head": (segmenter.head, None), "host, numpy": (None, None)}
@@ -55,7 +55,7 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for name, (head, resident) in variants.items():
                     segmenter.head, segmenter.resident = head, resident
-                    seconds = segment_file(volume, Path(tmp) / files[name], segmenter)
+                    seconds = segment_file(volume, Path(tmp) / files[name], segmenter).seconds
                     if repeat:
                         runs[name].append(seconds)
             outputs = {name: sitk.GetArrayFromImage(sitk.ReadImage(str(Path(tmp) / files[name]))) for name in variants}

@@ -5,14 +5,14 @@
 # FP16, ONNX Runtime CUDA and TensorRT where present (unavailable ones are listed with the reason)
 # per stage, and the whole spider-segment process on the GPU. Writes benchmark_gpu.{txt,json,png}
 # and env.txt under $OUT (default ./out).
-# Settings (environment): MODEL (default algorithm/resources/model; an untrained model of the
+# Settings (environment): MODEL (default algorithm/resources/models/thin-slice; an untrained model of the
 # default architecture when it holds none: speed does not depend on weights), VOLUMES
 # (default t2,t1,t2_SPACE), REPEATS (3), WARMUP (1), DEVICE (cuda).
 # Missing SimpleITK / cc3d are installed from wheels carried in .whl/ (see the device notes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./out}"
-MODEL="${MODEL:-algorithm/resources/model}"
+MODEL="${MODEL:-algorithm/resources/models/thin-slice}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 

@@ -57,7 +57,7 @@ def test_dockerfile_runs_entry_point_as_non_root_without_torch():
 
 def test_dockerignore_ships_only_the_algorithm_without_torch_weights():
     lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
-    assert lines[0] == "*" and "!algorithm/" in lines and "algorithm/resources/model/*.pt" in lines
+    assert lines[0] == "*" and "!algorithm/" in lines and "algorithm/resources/models/*/*.pt" in lines
 
 
 def tool(name: str) -> str | None:
@@ -179,11 +179,13 @@ def test_compare_case_fails_without_floors(masks, tmp_path):
 
 def test_model_record_mismatch_fails(tmp_path):
     model = resolve_model_dir()
-    if not (model / "model.onnx").is_file():
+    if not any(model.glob("*/model.onnx")):
         pytest.skip(f"no model in {model}")
     (tmp_path / MODEL_RECORD).write_text(json.dumps(model_record(model)))
     assert check_model_record(tmp_path)[0]
-    (tmp_path / MODEL_RECORD).write_text(json.dumps(model_record(model) | {"onnx_sha256": "0" * 64}))
+    record = model_record(model)
+    next(iter(record["models"].values()))["onnx_sha256"] = "0" * 64
+    (tmp_path / MODEL_RECORD).write_text(json.dumps(record))
     passed, line = check_model_record(tmp_path)
     assert not passed and "another model" in line
 
@@ -242,7 +244,7 @@ def test_local_run_matches_expected_outputs_and_truth():
 
 
 RUNTIME = ("__main__", "cli", "pipeline", "io", "geometry", "preprocess", "backends", "backend_base", "tensorrt_backend", "postprocess",
-           "distance", "resident", "class_head", "config", "labels", "dicom", "qc", "measure", "model")
+           "distance", "resident", "class_head", "config", "routing", "labels", "dicom", "qc", "measure", "model")
 DEVELOPER_TOOLS = ("evaluate", "inspect_data", "benchmark", "synthetic", "samples", "export", "nnunet_baseline")
 
 

@@ -190,13 +190,13 @@ def test_same_description_twice_gets_two_names(tmp_path):
 
 def test_real_case_as_dicom_gives_the_mask_of_the_mha(tmp_path):
     """The bundled model on a real SPIDER T2-SPACE slab (uint8, written as an int16 DICOM series)."""
-    from algorithm.pipeline import Segmenter, segment_file
+    from algorithm.pipeline import Models, segment_file
 
     src = shared_data("spider-t2space") / "images" / "50_t2_SPACE.mha"
     image = sitk.ReadImage(str(src))
     write_dicom_series(image, tmp_path / "dicom", 1, "t2 space")
     (series,) = find_series(tmp_path / "dicom")
-    segmenter = Segmenter.load()
+    segmenter = Models()
     segment_file(src, tmp_path / "mha.mha", segmenter)
     segment_file(series, tmp_path / "dicom.mha", segmenter)
     from_dicom, from_mha = sitk.ReadImage(str(tmp_path / "dicom.mha")), sitk.ReadImage(str(tmp_path / "mha.mha"))

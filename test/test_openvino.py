@@ -82,15 +82,15 @@ def test_bf16_class_map_of_the_bundled_model_agrees_with_fp32():
         pytest.skip("this CPU has no native bf16: OpenVINO runs FP32 here")
     from algorithm.io import read_image
     from algorithm.geometry import orientation
-    from algorithm.pipeline import DEFAULT_MODEL_DIR, Segmenter, segment_volume
+    from algorithm.pipeline import DEFAULT_MODEL_DIR, Models, segment_volume
 
     import SimpleITK as sitk
 
     image = read_image(SAMPLE)
     orient = orientation(image.GetDirection(), image.GetSpacing())
     volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
-    fp32 = Segmenter.load(DEFAULT_MODEL_DIR, "onnxruntime", "cpu")
-    bf16 = Segmenter.load(DEFAULT_MODEL_DIR, "openvino", "cpu")
+    fp32 = Models(DEFAULT_MODEL_DIR, "onnxruntime", "cpu").for_spacing(orient.spacing[0]).result()
+    bf16 = Models(DEFAULT_MODEL_DIR, "openvino", "cpu").for_spacing(orient.spacing[0]).result()
     assert bf16.backend.name == "openvino-cpu-bf16"
     a, b = (segment_volume(volume, orient.spacing, s) for s in (fp32, bf16))
     assert set(np.unique(a)) == set(np.unique(b))
