@@ -466,8 +466,8 @@ def write_dicom_series(image, folder: str | Path, number: int = 1, description: 
         piece = stack[:, :, k : k + 1]
         for tag, value in {
             "0008|0008": image_type, "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0008|0018": f"{uid}.{k + 1}",
-            "0008|0060": "MR", "0008|103e": description, "0020|000d": f"{uid}.0", "0020|000e": uid,
-            "0020|0011": str(number), "0020|0013": str(k + 1), "0018|0050": f"{stack.GetSpacing()[2]:.6g}",
+            "0008|0060": "MR", "0008|103e": description, "0020|000d": f"{uid}.0", "0020|000e": uid, "0020|0052": f"{uid}.0.1",
+            "0020|0011": str(number), "0020|0013": str(k + 1), "0018|0050": f"{stack.GetSpacing()[2]:.6g}", "0010|0020": "SYNTHETIC", "0020|0010": "1",
         }.items():
             piece.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{number:03d}-{k + 1:04d}.dcm"))

@@ -161,7 +161,7 @@ def break_multiframe(files: list[Path], tmp: Path) -> None:
         (break_duplicate, "two slices at the same position"),
         (break_mixed, "mixed slice orientations (axial, sagittal)"),
         (break_unreadable, "(not readable as DICOM beside it: 006-0006.dcm)"),
-        (break_multiframe, "006-0002.dcm is a multi-frame (enhanced) DICOM file with 12 frames"),
+        (break_multiframe, "006-0002.dcm: a multi-frame (enhanced) DICOM file with 12 frames"),
     ],
 )
 def test_broken_series_one_line_nothing_written_others_still_run(tmp_path, tiny_model_dir, caplog, damage, message):
