@@ -126,15 +126,28 @@ def dicom_jobs(src: Path, dst: Path, suffix: str) -> list[tuple[DicomSeries, Pat
     return keep
 
 
+def check_dicom_seg(src: Path, pairs: list[tuple[Path | DicomSeries, Path]]) -> None:
+    """UsageError unless every input is a DICOM series (a SEG references its source images) and
+    the optional extra ``dicom`` (highdicom, pydicom) is installed."""
+    from importlib.util import find_spec
+
+    from algorithm.dicom import DicomSeries
+
+    if not all(isinstance(s, DicomSeries) for s, _ in pairs):
+        raise UsageError(f"{src}: --format dicom-seg needs DICOM input (a DICOM SEG references its source images); this input holds volume files")
+    missing = [m for m in ("highdicom", "pydicom") if find_spec(m) is None]
+    if missing:
+        raise UsageError(f"--format dicom-seg needs {' and '.join(missing)} (pip install 'spider-segment[dicom]')")
+
+
 def run(args: argparse.Namespace) -> int:
     """Segment every input; a failed file is reported in one line and the others still run."""
-    from algorithm.dicom import DicomSeries
     from algorithm.io import InputError
     from algorithm.pipeline import STAGES, LoadingSegmenter, segment_file
 
     pairs = jobs(args.input, args.output, SUFFIXES[args.format])
-    if args.format == "dicom-seg" and not all(isinstance(src, DicomSeries) for src, _ in pairs):
-        raise UsageError(f"{args.input}: --format dicom-seg needs DICOM input (the SEG references the source images); this input holds volume files")
+    if args.format == "dicom-seg":
+        check_dicom_seg(args.input, pairs)
     segmenter = LoadingSegmenter(model_dir(args.model), args.backend, args.device, args.batch_size, args.mirror)
     failed = 0
     progress = len(pairs) > 1 and sys.stderr.isatty()

@@ -6,6 +6,7 @@ highdicom, imported only here (the optional extra ``dicom``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,8 @@ def write_seg(mask: np.ndarray, series: DicomSeries, path: str | Path) -> Path:
     from pydicom.sr.codedict import codes
 
     from algorithm.io import atomic_file
+
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # not a line per copied DICOM module
 
     ordered, _ = series.stack()
     if mask.shape != (len(ordered), *ordered[0].size[::-1]):
