@@ -202,14 +202,17 @@ def find_series(folder: Path, recursive: bool = True) -> list[DicomSeries]:
 def _stacks(slices: list[Slice]) -> list[tuple[str, tuple[Slice, ...]]]:
     """The stacks in one series' slices, one per (EchoNumbers, ImageType), each with a name
     suffix that tells it apart from the others ('' when there is only one stack): 'echo2' where
-    the echoes differ, and the ImageType values not shared by all stacks (e.g. 'W', 'F')."""
+    the echoes differ, and the ImageType values not shared by all stacks (e.g. 'W', 'F'); numbered
+    where these are not unique."""
     keys = sorted({(s.echo, s.image_type) for s in slices})
     if len(keys) < 2:
         return [("", tuple(slices))]
     shared = set.intersection(*(set(image_type.split("\\")) for _, image_type in keys))
     several_echoes = len({echo for echo, _ in keys}) > 1
-    return [(_safe("_".join([f"echo{echo}"] * several_echoes + [v for v in image_type.split("\\") if v not in shared])),
-             tuple(s for s in slices if (s.echo, s.image_type) == (echo, image_type))) for echo, image_type in keys]
+    suffixes = [_safe("_".join([f"echo{echo}"] * several_echoes + [v for v in image_type.split("\\") if v not in shared])) for echo, image_type in keys]
+    if len(set(suffixes)) < len(suffixes):
+        suffixes = [f"{suffix}_{i}".lstrip("_") for i, suffix in enumerate(suffixes, 1)]
+    return [(suffix, tuple(s for s in slices if (s.echo, s.image_type) == key)) for suffix, key in zip(suffixes, keys)]
 
 
 def _header(path: Path) -> Slice:
