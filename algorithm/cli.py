@@ -1,10 +1,12 @@
 """spider-segment: segment vertebrae, discs and spinal canal in sagittal lumbar spine MR volumes.
 
 INPUT is a grand-challenge input root (images/sagittal-spine-mri/*.mha, optional inputs.json),
-a folder of volumes (.mha, .nii.gz, ...), one volume file, or a folder of DICOM series (searched
-with its subfolders; each sagittal series is one volume, named <SeriesNumber>_<SeriesDescription>).
+a folder of volumes (.mha, .nii.gz, ...), one volume file, a folder of DICOM series (searched
+with its subfolders; each sagittal series is one volume, named <SeriesNumber>_<SeriesDescription>),
+or one DICOM file (its series, read from the file's folder).
 Grand-challenge mode writes OUTPUT/images/sagittal-spine-mr-segmentation/<name>.mha; the other
-modes write OUTPUT/<name>.mha (or .nii.gz with --format nii.gz).
+modes write OUTPUT/<name>.mha (or .nii.gz with --format nii.gz, or a DICOM Segmentation object
+OUTPUT/<name>.dcm with --format dicom-seg, for DICOM input only).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ GC_OUTPUT = Path("images/sagittal-spine-mr-segmentation")
 GC_SLUG = "sagittal-spine-mri"
 MODEL_ENV = "SPIDER_MODEL_DIR"
 GC_MODEL_DIR = Path("/opt/ml/model")
+SUFFIXES = {"mha": ".mha", "nii.gz": ".nii.gz", "dicom-seg": ".dcm"}  # --format -> output file suffix
 
 log = logging.getLogger("algorithm")
 
@@ -39,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="spider-segment", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", "--input", type=Path, default=Path("/input"), help="input root, folder or file (default /input)")
     parser.add_argument("-o", "--output", type=Path, default=Path("/output"), help="output folder (default /output)")
-    parser.add_argument("--format", choices=("mha", "nii.gz"), default="mha", help="output file format (default mha)")
+    parser.add_argument("--format", choices=tuple(SUFFIXES), default="mha", help="output file format (default mha; dicom-seg: a DICOM Segmentation object per series, for DICOM input only)")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="default auto: TensorRT, then ONNX Runtime on CUDA, then OpenVINO, ONNX Runtime, PyTorch on the CPU (the first installed that loads)")
     parser.add_argument("--model", type=Path, help=f"model folder, or a folder of model folders to choose from by slice spacing (default: ${MODEL_ENV}, "
@@ -80,12 +83,13 @@ def gc_inputs(root: Path) -> list[Path]:
 
 def jobs(src: Path, dst: Path, suffix: str = ".mha") -> list[tuple[Path | DicomSeries, Path]]:
     """(input file or DICOM series, output file) pairs for an input root, folder or file."""
+    from algorithm.dicom import is_dicom_file
     from algorithm.io import is_volume_file, stem
 
     if not src.exists():
         raise UsageError(f"{src}: input does not exist")
     if src.is_file():
-        return [(src, dst / f"{stem(src)}{suffix}")]
+        return dicom_jobs(src, dst, suffix) if not is_volume_file(src) and is_dicom_file(src) else [(src, dst / f"{stem(src)}{suffix}")]
     if (src / GC_INPUT).is_dir() or (src / "inputs.json").is_file():
         if not (src / GC_INPUT).is_dir():
             raise UsageError(f"{src}: grand-challenge input root without {GC_INPUT}/")
@@ -100,11 +104,16 @@ def jobs(src: Path, dst: Path, suffix: str = ".mha") -> list[tuple[Path | DicomS
 
 
 def dicom_jobs(src: Path, dst: Path, suffix: str) -> list[tuple[DicomSeries, Path]]:
-    """(series, output file) for every sagittal DICOM series under ``src``; the others are logged
-    as skipped, with the reason."""
+    """(series, output file) for every sagittal DICOM series under ``src`` (a DICOM file: the
+    series in its folder that holds it); the others are logged as skipped, with the reason."""
     from algorithm.dicom import find_series
 
-    series = find_series(src)
+    if src.is_file():
+        series = [s for s in find_series(src.parent, recursive=False) if src.resolve() in {f.path.resolve() for f in s.slices}]
+        if not series:
+            raise UsageError(f"{src}: DICOM file without a readable image header")
+    else:
+        series = find_series(src)
     if not series:
         raise UsageError(f"{src}: no input volumes found (no volume files, no DICOM series)")
     keep = []
@@ -119,12 +128,28 @@ def dicom_jobs(src: Path, dst: Path, suffix: str) -> list[tuple[DicomSeries, Pat
     return keep
 
 
+def check_dicom_seg(src: Path, pairs: list[tuple[Path | DicomSeries, Path]]) -> None:
+    """UsageError unless every input is a DICOM series (a SEG references its source images) and
+    the optional extra ``dicom`` (highdicom, pydicom) is installed."""
+    from importlib.util import find_spec
+
+    from algorithm.dicom import DicomSeries
+
+    if not all(isinstance(s, DicomSeries) for s, _ in pairs):
+        raise UsageError(f"{src}: --format dicom-seg needs DICOM input (a DICOM SEG references its source images); this input holds volume files")
+    missing = [m for m in ("highdicom", "pydicom") if find_spec(m) is None]
+    if missing:
+        raise UsageError(f"--format dicom-seg needs {' and '.join(missing)} (pip install 'spider-segment[dicom]')")
+
+
 def run(args: argparse.Namespace) -> int:
     """Segment every input; a failed file is reported in one line and the others still run."""
     from algorithm.io import InputError
     from algorithm.pipeline import STAGES, Models, segment_file
 
-    pairs = jobs(args.input, args.output, "." + args.format)
+    pairs = jobs(args.input, args.output, SUFFIXES[args.format])
+    if args.format == "dicom-seg":
+        check_dicom_seg(args.input, pairs)
     models = Models(model_dir(args.model), args.backend, args.device, args.batch_size, args.mirror)
     if isinstance(pairs[0][0], Path):
         try:

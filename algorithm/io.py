@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,20 +86,28 @@ def write_image(array: np.ndarray, reference, path: str | Path) -> Path:
     the file appears complete or not at all."""
     import SimpleITK as sitk
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(reference)
+    path = Path(path)
     suffix = next((sfx for sfx in SUFFIXES if path.name.lower().endswith(sfx)), path.suffix or ".mha")
+    with atomic_file(path, suffix) as tmp:
+        sitk.WriteImage(image, tmp, useCompression=True)
+    return path
+
+
+@contextmanager
+def atomic_file(path: Path, suffix: str):
+    """A temporary file name beside ``path`` to write to; renamed to ``path`` when the block ends
+    without an error, removed otherwise (``path`` appears complete or not at all)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".partial-", dir=path.parent)
     os.close(fd)
     try:
-        sitk.WriteImage(image, tmp, useCompression=True)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return path
 
 
 def grid_differences(image, mask) -> list[str]:

@@ -233,7 +233,12 @@ def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmen
     actions: list[dict] | None = [] if qc_dir is not None else None
     labels = segment_volume(volume, orient.spacing, segmenter, timer, progress, actions)
     with timer.stage("write"):
-        write_image(orient.from_canonical(labels), image, out_path)
+        if str(out_path).endswith(".dcm"):  # --format dicom-seg: only DICOM series get here (cli.run)
+            from algorithm.dicom_seg import write_seg
+
+            write_seg(orient.from_canonical(labels), in_path, out_path)
+        else:
+            write_image(orient.from_canonical(labels), image, out_path)
     if qc_dir is not None:
         write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions, timer.model)
     return timer

@@ -447,10 +447,11 @@ def synthesize_like(reference, contrast: str = "t2", seed: int = 0):
 
 
 def write_dicom_series(image, folder: str | Path, number: int = 1, description: str = "synthetic", axis: int | None = None,
-                       uid: str | None = None, image_type: str = "ORIGINAL\\PRIMARY\\M") -> list[Path]:
+                       uid: str | None = None, image_type: str = "ORIGINAL\\PRIMARY\\M", tags: dict[str, str] | None = None) -> list[Path]:
     """Write a 3D image as an MR DICOM series, one int16 file per slice along ITK ``axis``
     (default: the axis closest to left-right, so the slices are sagittal); each slice's
-    ImagePositionPatient and ImageOrientationPatient come from the image's grid. Return the files."""
+    ImagePositionPatient and ImageOrientationPatient come from the image's grid, ``tags``
+    ('gggg|eeee': value) are added to every file. Return the files."""
     import SimpleITK as sitk
 
     if axis is None:
@@ -464,11 +465,11 @@ def write_dicom_series(image, folder: str | Path, number: int = 1, description: 
     paths = []
     for k in range(stack.GetDepth()):
         piece = stack[:, :, k : k + 1]
-        for tag, value in {
+        for tag, value in ({
             "0008|0008": image_type, "0008|0016": "1.2.840.10008.5.1.4.1.1.4", "0008|0018": f"{uid}.{k + 1}",
-            "0008|0060": "MR", "0008|103e": description, "0020|000d": f"{uid}.0", "0020|000e": uid,
-            "0020|0011": str(number), "0020|0013": str(k + 1), "0018|0050": f"{stack.GetSpacing()[2]:.6g}",
-        }.items():
+            "0008|0060": "MR", "0008|103e": description, "0020|000d": f"{uid}.0", "0020|000e": uid, "0020|0052": f"{uid}.0.1",
+            "0020|0011": str(number), "0020|0013": str(k + 1), "0018|0050": f"{stack.GetSpacing()[2]:.6g}", "0010|0020": "SYNTHETIC", "0020|0010": "1",
+        } | (tags or {})).items():
             piece.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{number:03d}-{k + 1:04d}.dcm"))
         writer.Execute(piece)

@@ -1,6 +1,8 @@
 """DICOM series input: the volume's grid comes from the slice positions, non-sagittal series are
 skipped with the reason, broken series get one line naming them and no output, and a case read
-from DICOM gives the same mask as the same case read from .mha."""
+from DICOM gives the same mask as the same case read from .mha. Series are what exports hold:
+split over folders, several stacks under one UID, one file given, the pixel spacing only as
+ImagerPixelSpacing or not at all, enhanced multi-frame files (the last written with pydicom)."""
 
 from __future__ import annotations
 
@@ -144,6 +146,48 @@ def break_unreadable(files: list[Path], tmp: Path) -> None:
     files[5].write_bytes(data[: len(data) - 2000])
 
 
+def break_pixel_spacing(files: list[Path], tmp: Path) -> None:
+    """No PixelSpacing in any file (nor ImagerPixelSpacing): GDCM would read 1.0 mm."""
+    pydicom = pytest.importorskip("pydicom", reason="pydicom (extra 'dicom') writes the DICOM files of this test")
+    for f in files:
+        ds = pydicom.dcmread(f)
+        del ds.PixelSpacing
+        ds.save_as(f)
+
+
+def break_enhanced(files: list[Path], tmp: Path) -> None:
+    """One file of the series replaced by an enhanced MR file (positions only in its functional groups)."""
+    write_enhanced(files[1], find_series(files[0].parent)[0].uid)
+
+
+def write_enhanced(path: Path, series_uid: str, frames: int = 5) -> None:
+    """An Enhanced MR Image file of ``frames`` sagittal frames, its plane positions, orientation and
+    pixel spacing only in the functional group sequences (no top-level ImagePositionPatient)."""
+    pydicom = pytest.importorskip("pydicom", reason="pydicom (extra 'dicom') writes the DICOM files of this test")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    enhanced_mr = "1.2.840.10008.5.1.4.1.1.4.1"
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID, ds.file_meta.MediaStorageSOPClassUID = ExplicitVRLittleEndian, enhanced_mr
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID = enhanced_mr, generate_uid(), series_uid, generate_uid()
+    ds.Modality, ds.SeriesNumber, ds.SeriesDescription = "MR", 6, "broken"
+    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.SamplesPerPixel, ds.PhotometricInterpretation = 64, 56, frames, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.SharedFunctionalGroupsSequence = [Dataset()]
+    ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = [Dataset()]
+    ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence = [Dataset()]
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing = [0.9, 0.8]
+    ds.PerFrameFunctionalGroupsSequence = [Dataset() for _ in range(frames)]
+    for k, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        group.PlanePositionSequence = [Dataset()]
+        group.PlanePositionSequence[0].ImagePositionPatient = [3.5 * k, 0, 0]
+    ds.PixelData = np.zeros((frames, 64, 56), np.int16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
 def break_multiframe(files: list[Path], tmp: Path) -> None:
     """Declare 12 frames in one file (an implicit-VR NumberOfFrames element before Rows), as an
     enhanced multi-frame file would; SimpleITK writes only single-frame files."""
@@ -161,7 +205,9 @@ def break_multiframe(files: list[Path], tmp: Path) -> None:
         (break_duplicate, "two slices at the same position"),
         (break_mixed, "mixed slice orientations (axial, sagittal)"),
         (break_unreadable, "(not readable as DICOM beside it: 006-0006.dcm)"),
-        (break_multiframe, "006-0002.dcm is a multi-frame (enhanced) DICOM file with 12 frames"),
+        (break_multiframe, "006-0002.dcm: a multi-frame (enhanced) DICOM file with 12 frames"),
+        (break_enhanced, "006-0002.dcm: a multi-frame (enhanced) DICOM file with 5 frames"),
+        (break_pixel_spacing, "006-0001.dcm has neither PixelSpacing nor ImagerPixelSpacing: the pixel size in mm is unknown"),
     ],
 )
 def test_broken_series_one_line_nothing_written_others_still_run(tmp_path, tiny_model_dir, caplog, damage, message):
@@ -212,3 +258,67 @@ def test_position_rounding_is_accepted_quietly(tmp_path, capfd):
     (series,) = find_series(tmp_path)
     assert series.read().GetSpacing() == pytest.approx((0.8, 0.9, 3.5))
     assert "WARNING" not in capfd.readouterr().err
+
+
+def test_enhanced_file_alone_is_refused_by_its_own_message(tmp_path, tiny_model_dir, caplog):
+    (tmp_path / "in").mkdir()
+    write_enhanced(tmp_path / "in" / "enhanced.dcm", "1.2.3.4")
+    assert segment(tmp_path / "in", tmp_path / "out", tiny_model_dir) == 1
+    error = errors(caplog)[0]
+    assert "enhanced.dcm: a multi-frame (enhanced) DICOM file with 5 frames" in error and "ImagePositionPatient" not in error, error
+    assert not (tmp_path / "out").exists()
+
+
+def test_series_split_over_two_folders_is_one_volume_with_the_mask_of_the_mha(tmp_path, tiny_model_dir):
+    image = case("PIR", seed=3)
+    files = write_dicom_series(image, tmp_path / "in" / "DICOM" / "0001", 2, "case")
+    (tmp_path / "in" / "DICOM" / "0002").mkdir()
+    for f in files[1::2]:
+        f.rename(tmp_path / "in" / "DICOM" / "0002" / f.name)
+    (tmp_path / "mha").mkdir()
+    sitk.WriteImage(sitk.Cast(as_stack(image), sitk.sitkInt16), str(tmp_path / "mha" / "case.mha"))  # the DICOM files hold int16
+    (series,) = find_series(tmp_path / "in")
+    assert len(series.slices) == len(files) and series.folder == tmp_path / "in" / "DICOM"
+    assert segment(tmp_path / "in", tmp_path / "out", tiny_model_dir) == 0
+    assert segment(tmp_path / "mha", tmp_path / "out_mha", tiny_model_dir) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["2_case.mha"]
+    from_dicom, from_mha = (sitk.ReadImage(str(p)) for p in (tmp_path / "out" / "2_case.mha", tmp_path / "out_mha" / "case.mha"))
+    assert same_grid(from_dicom, from_mha)
+    labels = sitk.GetArrayViewFromImage(from_dicom)
+    assert labels.any() and np.array_equal(labels, sitk.GetArrayViewFromImage(from_mha))
+
+
+@pytest.mark.parametrize("tags, names", [
+    ({"0008|0008": ["ORIGINAL\\PRIMARY\\M\\DIXON\\W", "ORIGINAL\\PRIMARY\\M\\DIXON\\F"]}, ["5_dixon_F", "5_dixon_W"]),
+    ({"0018|0086": ["1", "2"]}, ["5_dixon_echo1", "5_dixon_echo2"]),
+])
+def test_stacks_sharing_one_series_uid_become_one_volume_each(tmp_path, tiny_model_dir, tags, names):
+    """Dixon water/fat images (ImageType) or two echoes (EchoNumbers) under one SeriesInstanceUID."""
+    (tag, values), uid = next(iter(tags.items())), "2.25.1234"
+    for k, value in enumerate(values):
+        write_dicom_series(case("LPS", seed=k), tmp_path / "in" / f"stack{k}", 5, "dixon", uid=uid, tags={tag: value})
+    assert [s.name for s in find_series(tmp_path / "in")] == names
+    assert segment(tmp_path / "in", tmp_path / "out", tiny_model_dir) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{n}.mha" for n in names]
+
+
+def test_one_dicom_file_reads_its_series_from_its_folder(tmp_path, tiny_model_dir, caplog):
+    image = case("LPS")
+    files = write_dicom_series(image, tmp_path / "in", 3, "wanted")
+    write_dicom_series(case("LPS", seed=1), tmp_path / "in", 4, "beside")
+    write_dicom_series(image, tmp_path / "in" / "sub", 5, "below")
+    assert segment(files[4], tmp_path / "out", tiny_model_dir) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["3_wanted.mha"]
+    out = sitk.ReadImage(str(tmp_path / "out" / "3_wanted.mha"))
+    assert same_grid(out, as_stack(image))
+
+
+def test_imager_pixel_spacing_is_used_where_pixel_spacing_is_absent(tmp_path):
+    pydicom = pytest.importorskip("pydicom", reason="pydicom (extra 'dicom') writes the DICOM files of this test")
+    for f in write_dicom_series(case("PIR"), tmp_path, 2, "w"):
+        ds = pydicom.dcmread(f)
+        ds.ImagerPixelSpacing = ds.PixelSpacing
+        del ds.PixelSpacing
+        ds.save_as(f)
+    (series,) = find_series(tmp_path)
+    assert series.read().GetSpacing() == pytest.approx((0.8, 0.9, 3.5))

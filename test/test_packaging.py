@@ -29,7 +29,7 @@ def test_onnxruntime_builds_are_in_exclusive_extras():
     assert extras["cpu"] == {"onnxruntime", "openvino"} and extras["gpu"] == {"onnxruntime-gpu"}
     assert "onnxruntime" not in base | extras["gpu"] | extras["train"] | extras["test"]  # the GPU machine's extras
     optional = PROJECT["optional-dependencies"]
-    assert sorted(optional["dev"]) == sorted(optional["cpu"] + optional["train"] + optional["test"])
+    assert sorted(optional["dev"]) == sorted(optional["cpu"] + optional["train"] + optional["test"] + optional["dicom"])
 
 
 def test_setuptools_reads_metadata_without_deprecation_warning():
