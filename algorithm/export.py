@@ -204,7 +204,7 @@ def build_engine(model_dir: str | Path, workspace_gb: float = 4.0) -> Path:
         "gpu": gpu,
         "precision": "fp16",
         "onnx": onnx_path.name,
-        "onnx_sha256": sha256(model_dir / ONNX_NAME),
+        "onnx_sha256": sha256(onnx_path),  # the graph TensorRT built from (FP16 for TensorRT >= 11)
         "profile": {k: list(v) for k, v in shapes.items()},
         "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -39,8 +39,14 @@ SCRIPTS = ("build.sh", "test.sh", "export.sh")
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 
+def build_arg(name: str) -> str:
+    """The default of a build argument of the Dockerfile (the GPU flavour's)."""
+    return re.search(rf'^ARG {name}=("?)(.*)\1$', DOCKERFILE, re.M).group(2)
+
+
 def test_dockerfile_base_is_pinned_cuda_image():
-    base = re.search(r"^FROM\s+(\S+)", DOCKERFILE, re.M).group(1)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", DOCKERFILE, re.M)
+    base = build_arg("BASE_IMAGE")
     assert base.startswith("nvidia/cuda:12.") and "cudnn-runtime" in base and not base.endswith(":latest")
 
 
@@ -50,14 +56,24 @@ def test_dockerfile_runs_entry_point_as_non_root_without_torch():
     assert user.split(":")[0] not in ("0", "root")
     assert re.search(r"^WORKDIR /opt/app$", DOCKERFILE, re.M)
     assert "SPIDER_MODEL_DIR=" not in DOCKERFILE  # would override the /opt/ml/model-else-bundled rule of the CLI
-    installs = " ".join(re.findall(r"pip install(.*?)(?:&&|$)", DOCKERFILE, re.S))
+    assert re.search(r"pip install \$\{PIP_SOURCE\} -r /tmp/requirements-image.txt \$\{RUNTIME_PACKAGES\}", DOCKERFILE)
+    installs = " ".join([build_arg("RUNTIME_PACKAGES"), (REPO / "requirements-image.txt").read_text()])
     assert "torch" not in installs.replace("tensorrt", "")
     assert all(re.search(rf"{name}==\d", installs) for name in ("onnxruntime-gpu", "tensorrt-cu12", "cuda-bindings"))
+    assert all("==" in line for line in installs.splitlines()[1:] if line and not line.startswith("#"))  # pinned
+    assert re.search(r"^\s+ORT_DISABLE_TELEMETRY=1$", DOCKERFILE, re.M)
+
+
+def test_dockerfile_copies_every_model_folder():
+    """The image takes algorithm/ whole: every model folder under algorithm/resources, none named."""
+    assert re.search(r"^COPY --chown=10001:10001 algorithm /opt/app/algorithm$", DOCKERFILE, re.M)
+    assert "resources/model" not in DOCKERFILE + (REPO / "build.sh").read_text()
 
 
 def test_dockerignore_ships_only_the_algorithm_without_torch_weights():
     lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
-    assert lines[0] == "*" and "!algorithm/" in lines and "algorithm/resources/model/*.pt" in lines
+    assert lines[0] == "*" and "!algorithm/" in lines and "algorithm/resources/*/*.pt" in lines
+    assert set(lines) - {"*", "algorithm/resources/*/*.pt"} == {"!algorithm/", "!requirements-image.txt", "!build/wheels/", "algorithm/**/__pycache__/", "algorithm/**/*.pyc"}
 
 
 def tool(name: str) -> str | None:

@@ -172,3 +172,14 @@ def test_fp16_graph_is_checked_on_cuda_only_where_its_provider_loads(tiny_model_
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(ExportError, match="CUDAExecutionProvider did not load"):  # claimed, but the session runs on the CPU
         onnx_cuda_step(folder)
+
+
+def test_find_engine_checks_the_onnx_file_it_was_built_from(model_copy):
+    """TensorRT >= 11 builds from the FP16 graph: the sidecar's hash is of that file, not of model.onnx."""
+    fp16 = model_copy / FP16_ONNX_NAME
+    fp16.write_bytes(b"fp16 graph")
+    _fake_engine(model_copy, onnx=FP16_ONNX_NAME, onnx_sha256=sha256(fp16))
+    assert find_engine(model_copy, (7, 5), "10.13.3.9")[1]["onnx"] == FP16_ONNX_NAME
+    _fake_engine(model_copy, onnx=FP16_ONNX_NAME, onnx_sha256=sha256(model_copy / ONNX_NAME))
+    with pytest.raises(BackendUnavailable, match=f"another {FP16_ONNX_NAME}"):
+        find_engine(model_copy, (7, 5), "10.13.3.9")
