@@ -59,7 +59,7 @@ trap cleanup EXIT
 
 passed=0 failed=0
 # the expected outputs must have been made with the model the entry point runs (here: the one in this tree)
-if line="$(python -m algorithm.samples check-model --cases "$(dirname "${cases[0]}")")"; then
+if line="$(python -m spider_tools.samples check-model --cases "$(dirname "${cases[0]}")")"; then
     echo "$line"
 else
     echo "$line"
@@ -82,7 +82,7 @@ for case_dir in "${cases[@]}"; do
         echo "FAIL $name: entry point exited with $status (${seconds} s); last lines of its log:"
         tail -n 5 "$work/$name.log" | sed 's/^/    /'
         failed=$((failed + 1))
-    elif line="$(python -m algorithm.samples compare "$case_dir" "$out")"; then
+    elif line="$(python -m spider_tools.samples compare "$case_dir" "$out")"; then
         echo "$line (${seconds} s)"
         passed=$((passed + 1))
     else

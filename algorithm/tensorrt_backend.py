@@ -6,7 +6,7 @@ TensorRT version it was built with. Engines are therefore named after both,
 TensorRT version, the name and SHA-256 of the ONNX file it was built from and the optimisation profile.
 At load time a missing, mismatched or stale engine raises ``BackendUnavailable`` with the reason,
 so ``load_backend`` logs it and falls back to ONNX Runtime. Engines are built by
-``python -m algorithm.export`` (see ``algorithm.export.build_engine``).
+``python -m spider_tools.export`` (see ``spider_tools.export.build_engine``).
 
 GPU memory and streams go through NVIDIA's ``cuda-python`` runtime bindings
 (``cuda.bindings.runtime``): small, from the CUDA team, and no torch in the container.

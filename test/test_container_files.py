@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from algorithm.samples import (
+from spider_tools.samples import (
     CASES,
     CASES_DIR,
     FLOORS_NAME,
@@ -160,7 +160,7 @@ def test_compare_volumes_fails_on_low_dice(masks, tmp_path):
 def test_compare_case_reports_missing_output(tmp_path):
     case = tmp_path / "case"
     _write(np.zeros((2, 16, 16)), case / "input" / "images" / INPUT_SLUG / "x.mha")
-    assert compare_case(case, tmp_path / "out") == (False, "no expected output (make it with: python -m algorithm.samples expected)")
+    assert compare_case(case, tmp_path / "out") == (False, "no expected output (make it with: python -m spider_tools.samples expected)")
 
 
 def _case(tmp_path, truth, expected, output):
@@ -207,7 +207,7 @@ def test_model_record_mismatch_fails(tmp_path):
 def _case_dirs() -> list[Path]:
     dirs = sorted(p for p in CASES_DIR.glob("*") if p.is_dir()) if CASES_DIR.is_dir() else []
     if not dirs:
-        pytest.skip(f"no sample cases in {CASES_DIR} (make them with: python -m algorithm.samples make)")
+        pytest.skip(f"no sample cases in {CASES_DIR} (make them with: python -m spider_tools.samples make)")
     return dirs
 
 
@@ -233,7 +233,7 @@ def test_synthetic_cases_are_made_byte_for_byte_from_their_seeds(tmp_path):
     for spec in CASES:
         made, committed = write_inputs(spec, tmp_path), CASES_DIR / spec.key
         for rel in ("input/inputs.json", f"input/images/{INPUT_SLUG}/{spec.name}.mha", f"truth/{spec.name}.mha"):
-            assert (made / rel).read_bytes() == (committed / rel).read_bytes(), f"{spec.key}/{rel} (regenerate: python -m algorithm.samples make)"
+            assert (made / rel).read_bytes() == (committed / rel).read_bytes(), f"{spec.key}/{rel} (regenerate: python -m spider_tools.samples make)"
 
 
 @pytest.mark.parametrize("case", REAL_CASES, ids=lambda c: c.key)
@@ -249,7 +249,7 @@ def test_real_case_is_a_copy_of_spider_with_its_source(case):
 
 def test_local_run_matches_expected_outputs_and_truth():
     cases = _case_dirs()
-    assert all(expected_path(case).is_file() for case in cases), "expected outputs missing (make them with: python -m algorithm.samples expected)"
+    assert all(expected_path(case).is_file() for case in cases), "expected outputs missing (make them with: python -m spider_tools.samples expected)"
     same, line = check_model_record()
     assert same, line
     result = subprocess.run(["bash", str(REPO / "test.sh"), "--local"], capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "2"})
@@ -262,17 +262,26 @@ RUNTIME = ("__main__", "cli", "pipeline", "io", "geometry", "preprocess", "backe
 DEVELOPER_TOOLS = ("evaluate", "inspect_data", "benchmark", "synthetic", "samples", "export", "nnunet_baseline")
 
 
-def test_runtime_never_imports_the_developer_tools():
-    """The container's modules import none of the tools beside them, not even lazily inside a function."""
+def runtime_imports(name: str) -> set[str]:
+    """Every module that algorithm/<name>.py imports, lazily inside a function too."""
     import ast
 
-    package = Path(__file__).resolve().parents[1] / "algorithm"
-    assert {p.stem for p in package.glob("*.py")} == set(RUNTIME) | set(DEVELOPER_TOOLS) | {"__init__"}, "classify the new module"
+    tree = ast.parse((REPO / "algorithm" / f"{name}.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}  # from algorithm import qc
+    return imported
+
+
+def test_runtime_and_tools_are_separate_packages():
+    """algorithm/ holds what the container runs, spider_tools/ the developer tools."""
+    assert {p.stem for p in (REPO / "algorithm").glob("*.py")} == set(RUNTIME) | {"__init__"}, "classify the new module"
+    assert {p.stem for p in (REPO / "spider_tools").glob("*.py")} == set(DEVELOPER_TOOLS) | {"__init__"}, "classify the new module"
+
+
+def test_runtime_never_imports_the_developer_tools():
+    """The container's modules import none of the tools beside them, not even lazily inside a function."""
     for name in RUNTIME:
-        tree = ast.parse((package / f"{name}.py").read_text())
-        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}  # from algorithm import evaluate
-        bad = sorted(m for m in imported if m.split(".")[0] == "train" or m in {f"algorithm.{t}" for t in DEVELOPER_TOOLS})
+        bad = sorted(m for m in runtime_imports(name) if m.split(".")[0] in ("spider_tools", "train"))
         assert not bad, f"algorithm/{name}.py imports {bad}"

@@ -11,7 +11,7 @@ import pytest
 
 from algorithm.backends import ONNX_NAME, BackendUnavailable, load_backend
 from algorithm.config import Config
-from algorithm.export import FP16_MARGIN, FP16_ONNX_NAME, ONNX_ATOL, compare_logits, main, verify_onnx
+from spider_tools.export import FP16_MARGIN, FP16_ONNX_NAME, ONNX_ATOL, compare_logits, main, verify_onnx
 from algorithm.tensorrt_backend import engine_stem, find_engine, fits_profile, profile_shapes, sha256
 
 
@@ -134,7 +134,7 @@ def test_auto_backend_falls_back_without_tensorrt(tiny_model_dir):
 
 def test_tensorrt_engine_builds_and_matches_onnxruntime(tiny_model_dir, tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed here (it needs an NVIDIA GPU machine)")
-    from algorithm.export import FP16_ATOL, FP16_MIN_AGREEMENT, build_engine, export_onnx, verify_engine
+    from spider_tools.export import FP16_ATOL, FP16_MIN_AGREEMENT, build_engine, export_onnx, verify_engine
     from algorithm.tensorrt_backend import TensorRTBackend, device_info
 
     try:
@@ -159,7 +159,7 @@ def test_tensorrt_engine_builds_and_matches_onnxruntime(tiny_model_dir, tmp_path
 def test_fp16_graph_is_checked_on_cuda_only_where_its_provider_loads(tiny_model_dir, tmp_path, monkeypatch, capsys):
     import onnxruntime
 
-    from algorithm.export import ExportError, export_onnx, onnx_cuda_step
+    from spider_tools.export import ExportError, export_onnx, onnx_cuda_step
 
     folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
     export_onnx(folder, half=True)

@@ -136,7 +136,7 @@ def test_missing_and_unmeasurable_give_none_never_a_crash():
 def test_synthetic_spine_heights_and_canal():
     """The project's generator: each whole vertebral body's middle height is its drawn height,
     each disc's the gap between the bodies, the canal's diameter the tube's A-P size."""
-    from algorithm.synthetic import canonical_grid, make_spine, render
+    from spider_tools.synthetic import canonical_grid, make_spine, render
 
     grid, _ = canonical_grid((15, 280, 256), (4.0, 0.9, 0.9), np.eye(3).ravel(), (0.0, 0.0, 0.0))
     spine = make_spine(grid, np.random.default_rng(3))

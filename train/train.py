@@ -184,7 +184,7 @@ def validate(model: torch.nn.Module, cases: list[ValCase], config: Config, devic
     """Whole validation volumes through the inference pipeline (post-processing included),
     scored with class-level Dice; returns per-class means and per-case values."""
     from algorithm.class_head import load_class_head
-    from algorithm.evaluate import class_dice
+    from spider_tools.evaluate import class_dice
     from algorithm.pipeline import Segmenter, segment_volume
 
     segmenter = Segmenter(config, TorchBackend(model, device), batch_size=16 if device == "cuda" else 4, head=load_class_head(device))

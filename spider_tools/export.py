@@ -1,6 +1,6 @@
 """Checkpoint -> model folder (config.json, model.pt, model.onnx) -> TensorRT engine.
 
-``python -m algorithm.export RUN_DIR_OR_CHECKPOINT [OUT_DIR]``: exports ONNX and checks it against
+``python -m spider_tools.export RUN_DIR_OR_CHECKPOINT [OUT_DIR]``: exports ONNX and checks it against
 PyTorch on CPU; where TensorRT and a GPU are present it also builds an FP16 engine for this GPU
 and checks it against ONNX Runtime. ``--engine-only MODEL_DIR`` builds just the engine from an
 existing model.onnx and needs no torch (so it runs inside the inference container on a T4).
