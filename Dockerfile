@@ -40,10 +40,11 @@ RUN if ! python3 -m venv --help >/dev/null 2>&1; then \
     fi \
     && python3 -m venv /opt/venv
 
+# The package list is copied, not bound: a change to it must invalidate the build cache.
+COPY requirements-image.txt /opt/requirements-image.txt
 # hadolint ignore=SC2086
-RUN --mount=type=bind,source=requirements-image.txt,target=/tmp/requirements-image.txt \
-    --mount=type=bind,source=build/wheels,target=/wheels \
-    pip install ${PIP_SOURCE} -r /tmp/requirements-image.txt ${RUNTIME_PACKAGES} \
+RUN --mount=type=bind,source=build/wheels,target=/wheels \
+    pip install ${PIP_SOURCE} -r /opt/requirements-image.txt ${RUNTIME_PACKAGES} \
     && python -c "${RUNTIME_CHECK}"
 
 RUN groupadd --system --gid 10001 user \

@@ -56,7 +56,7 @@ def test_dockerfile_runs_entry_point_as_non_root_without_torch():
     assert user.split(":")[0] not in ("0", "root")
     assert re.search(r"^WORKDIR /opt/app$", DOCKERFILE, re.M)
     assert "SPIDER_MODEL_DIR=" not in DOCKERFILE  # would override the /opt/ml/model-else-bundled rule of the CLI
-    assert re.search(r"pip install \$\{PIP_SOURCE\} -r /tmp/requirements-image.txt \$\{RUNTIME_PACKAGES\}", DOCKERFILE)
+    assert re.search(r"pip install \$\{PIP_SOURCE\} -r /opt/requirements-image.txt \$\{RUNTIME_PACKAGES\}", DOCKERFILE)
     installs = " ".join([build_arg("RUNTIME_PACKAGES"), (REPO / "requirements-image.txt").read_text()])
     assert "torch" not in installs.replace("tensorrt", "")
     assert all(re.search(rf"{name}==\d", installs) for name in ("onnxruntime-gpu", "tensorrt-cu12", "cuda-bindings"))
@@ -285,3 +285,26 @@ def test_runtime_never_imports_the_developer_tools():
     for name in RUNTIME:
         bad = sorted(m for m in runtime_imports(name) if m.split(".")[0] in ("spider_tools", "train"))
         assert not bad, f"algorithm/{name}.py imports {bad}"
+
+
+def test_entry_point_run_imports_no_tool(tmp_path):
+    """A real run of the container's entry point, QC included, imports nothing from spider_tools or train."""
+    case = min(_case_dirs())
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "algorithm", "-i", str(case / "input"), "-o", str(tmp_path),
+                             "--backend", "onnxruntime", "--qc"], cwd=REPO, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "algorithm.pipeline" in imported and "algorithm.measure" in imported
+    assert not sorted(m for m in imported if m.split(".")[0] in ("spider_tools", "train"))
+
+
+IMPORT_NAMES = {"connected-components-3d": "cc3d"}  # distribution -> module, where they differ
+
+
+def test_image_installs_only_what_the_runtime_imports():
+    """Every package of requirements-image.txt is imported by a module of algorithm/ (the image's pip
+    list beyond them is their dependencies and the inference engine)."""
+    lines = (REPO / "requirements-image.txt").read_text().splitlines()
+    wanted = {IMPORT_NAMES.get(name, name) for name in (line.split("==")[0] for line in lines if line and not line.startswith("#"))}
+    imported = {module.split(".")[0] for name in RUNTIME for module in runtime_imports(name)}
+    assert not wanted - imported, f"installed in the image but imported by no runtime module: {sorted(wanted - imported)}"
