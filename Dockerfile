@@ -6,8 +6,8 @@
 #   TensorRT      tensorrt-cu12 10.13.3.9  CUDA 12.x (TensorRT 11 needs CUDA 13 and a newer driver)
 #   GPU buffers   cuda-bindings 12.9.4     NVIDIA's CUDA runtime bindings (no torch in this image)
 #   Host driver: >= 525 (CUDA 12 minor-version compatibility). A TensorRT engine runs only on the
-#   GPU architecture and TensorRT version that built it: build it with this image on a T4 (docs,
-#   "Building the TensorRT engine"); without a matching engine the algorithm logs why and runs
+#   GPU architecture and TensorRT version that built it: build it with this image on a T4 (README,
+#   the container, step 4); without a matching engine the algorithm logs why and runs
 #   ONNX Runtime on CUDA.
 # CPU (./build.sh --cpu; ONNX Runtime on the CPU, buildable without a GPU or a registry)
 #   BASE_IMAGE a local Debian 12 image with python3 and python3-venv (made by debootstrap),

@@ -1,5 +1,6 @@
 """Container files (Dockerfile, .dockerignore, build/test/export scripts) and the sample cases
-with their output comparison. Docker itself is not needed: the image is built and run elsewhere."""
+with their output comparison, and the runtime/tools split. No container engine is needed here: the
+image is built and run by ./build.sh --cpu && ./test.sh --container (.ci/run, where podman installs)."""
 
 from __future__ import annotations
 
