@@ -10,4 +10,4 @@ if [[ -f .venv/bin/activate && -z "${VIRTUAL_ENV:-}" ]]; then
     # shellcheck disable=SC1091
     . .venv/bin/activate
 fi
-exec python -m algorithm.export "$@"
+exec python -m spider_tools.export "$@"

@@ -19,6 +19,9 @@ WEIGHTS_NAME = "model.pt"
 ONNX_NAME = "model.onnx"
 FP16_ONNX_NAME = "model.fp16.onnx"  # FP16 graph with float32 I/O: ONNX Runtime on CUDA, strongly typed TensorRT (>= 11)
 CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"  # ONNX Runtime's
+# cuDNN's heuristic picks each convolution's algorithm at once; the default, EXHAUSTIVE, times every
+# algorithm for every new input shape, on every start of the container
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
 
 
 class BackendUnavailable(RuntimeError):
@@ -33,14 +36,14 @@ class Backend(Protocol):
 
 
 def ort_session(ort, path: Path, providers: list[str], spin: bool = True):
-    """An ONNX Runtime session of ``path`` on ``providers``, quiet below errors. ``spin=False``:
+    """An ONNX Runtime session of ``path`` on ``providers`` (CUDA with ``CUDA_OPTIONS``), quiet below errors. ``spin=False``:
     its threads sleep between calls instead of spin-waiting, so that they leave the cores to
     another session that runs in between."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=providers)
+    return ort.InferenceSession(str(path), options, providers=[(p, CUDA_OPTIONS) if p == CUDA_PROVIDER else p for p in providers])
 
 
 def error_line(err: BaseException) -> str:

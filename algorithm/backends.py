@@ -120,7 +120,7 @@ def import_openvino():
 class OpenVinoBackend:
     """OpenVINO on the CPU, from the FP32 ONNX graph. Precision ``auto`` is bf16 where the CPU does
     bf16 natively (AMX or AVX512-BF16: OpenVINO's own default there; class Dice within 0.001 of
-    FP32 on the validation sets, README "Benchmarks"), else fp32; ``fp32`` forces FP32."""
+    FP32 on the validation sets, docs/benchmarks.md), else fp32; ``fp32`` forces FP32."""
 
     PRECISIONS = ("auto", "bf16", "fp32")
 

@@ -27,8 +27,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cc3d
 import numpy as np
-from scipy import ndimage as ndi
 
 from algorithm.labels import CANAL_LABEL, DISC_OFFSET, PARTIAL_OFFSET, is_disc, is_vertebra
 
@@ -68,7 +68,7 @@ def measure(labels: np.ndarray, spacing) -> list[Level]:
     superior->inferior, 2 anterior->posterior), ordered by label value."""
     labels = np.asarray(labels)
     spacing = tuple(float(s) for s in spacing)
-    boxes = ndi.find_objects(labels) if labels.size and labels.max() > 0 else []
+    boxes = _boxes(labels) if labels.size and labels.max() > 0 else []
     canal_box = boxes[CANAL_LABEL - 1] if len(boxes) >= CANAL_LABEL else None
     discs = {value: _measure_one(labels, spacing, value, box, canal_box)
              for value, box in enumerate(boxes, start=1) if box is not None and is_disc(value)}
@@ -146,12 +146,16 @@ def _anterior_to_canal(canal: np.ndarray) -> np.ndarray:
     return np.arange(canal.shape[1])[None, :] < front[:, None]
 
 
+def _boxes(labels: np.ndarray) -> list[tuple[slice, ...] | None]:
+    """Bounding box of each label value 1..max at index value - 1, None where the value is absent
+    (what scipy.ndimage.find_objects gives)."""
+    stats = cc3d.statistics(labels)
+    return [box if count else None for box, count in zip(stats["bounding_boxes"][1:], stats["voxel_counts"][1:])]
+
+
 def _largest(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected piece of a 2D mask."""
-    pieces, count = ndi.label(mask, structure=np.ones((3, 3)))
-    if count <= 1:
-        return pieces > 0
-    return pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
+    return cc3d.largest_k(mask, k=1, connectivity=8) > 0
 
 
 def _touches_edge(piece: np.ndarray, rows: slice, n_rows: int) -> bool:

@@ -3,10 +3,10 @@
 A serialized engine only runs on the GPU architecture (compute capability) and the exact
 TensorRT version it was built with. Engines are therefore named after both,
 ``model-sm75-trt10.13.3.9.engine``, with a JSON sidecar of the same stem recording the GPU, the
-TensorRT version, the SHA-256 of the ONNX file it was built from and the optimisation profile.
+TensorRT version, the name and SHA-256 of the ONNX file it was built from and the optimisation profile.
 At load time a missing, mismatched or stale engine raises ``BackendUnavailable`` with the reason,
 so ``load_backend`` logs it and falls back to ONNX Runtime. Engines are built by
-``python -m algorithm.export`` (see ``algorithm.export.build_engine``).
+``python -m spider_tools.export`` (see ``spider_tools.export.build_engine``).
 
 GPU memory and streams go through NVIDIA's ``cuda-python`` runtime bindings
 (``cuda.bindings.runtime``): small, from the CUDA team, and no torch in the container.
@@ -80,9 +80,9 @@ def find_engine(model_dir: Path, compute_capability: tuple[int, int], trt_versio
     cc = f"{compute_capability[0]}.{compute_capability[1]}"
     if meta.get("compute_capability") != cc or meta.get("tensorrt_version") != trt_version:
         raise BackendUnavailable(f"{sidecar.name} says sm {meta.get('compute_capability')} / TensorRT {meta.get('tensorrt_version')}, but this is sm {cc} / TensorRT {trt_version}")
-    onnx = model_dir / ONNX_NAME
+    onnx = model_dir / meta.get("onnx", ONNX_NAME)  # the graph it was built from
     if onnx.is_file() and meta.get("onnx_sha256") != sha256(onnx):
-        raise BackendUnavailable(f"{engine.name} was built from another {ONNX_NAME} than the one in {model_dir} (stale engine: rebuild it)")
+        raise BackendUnavailable(f"{engine.name} was built from another {onnx.name} than the one in {model_dir} (stale engine: rebuild it)")
     return engine, meta
 
 

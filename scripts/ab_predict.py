@@ -29,7 +29,7 @@ import numpy as np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("volumes", nargs="*", type=Path)
-    parser.add_argument("--synthetic", default="", help="comma-separated synthetic volumes of algorithm.synthetic.GEOMETRIES")
+    parser.add_argument("--synthetic", default="", help="comma-separated synthetic volumes of spider_tools.synthetic.GEOMETRIES")
     parser.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "torch"))
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--repeats", type=int, default=4)
@@ -37,7 +37,7 @@ def main() -> None:
 
     import SimpleITK as sitk
 
-    from algorithm.benchmark import synthetic_volumes
+    from spider_tools.benchmark import synthetic_volumes
     from algorithm.pipeline import Models, segment_file
     from algorithm.resident import TorchResident
 

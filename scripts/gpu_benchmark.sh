@@ -33,7 +33,7 @@ if [[ ! -f "$MODEL/config.json" ]]; then
     model_args=(--random-model)
 fi
 
-python3 -m algorithm.benchmark "${model_args[@]}" \
+python3 -m spider_tools.benchmark "${model_args[@]}" \
     --volumes "${VOLUMES:-t2,t1,t2_SPACE}" \
     --backend torch,onnxruntime,tensorrt --device "${DEVICE:-cuda}" --precision all \
     --repeats "${REPEATS:-3}" --warmup "${WARMUP:-1}" \

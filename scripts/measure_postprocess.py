@@ -86,7 +86,7 @@ def score_set(names: list[str], folder: Path, versions: dict, segmenter, cache: 
     """version -> case -> metrics."""
     from tqdm import tqdm
 
-    from algorithm.evaluate import evaluate_case
+    from spider_tools.evaluate import evaluate_case
 
     out: dict[str, dict[str, dict]] = {v: {} for v in versions}
     for name in tqdm(names, desc=folder.name, unit="case", leave=False):
@@ -109,7 +109,7 @@ def reproduce_masks(folder: Path, versions: dict, config) -> dict[str, dict[str,
     """version -> mask -> metrics of the mask's own class map put through post-processing."""
     from tqdm import tqdm
 
-    from algorithm.evaluate import evaluate_case
+    from spider_tools.evaluate import evaluate_case
     from algorithm.labels import to_classes
 
     out: dict[str, dict[str, dict]] = {v: {} for v in versions}
@@ -135,7 +135,7 @@ def mean(scores: dict[str, dict], key: str) -> float:
 
 def time_versions(versions: dict, segmenter, cache: Path, repeats: int) -> dict[str, float]:
     """Median seconds per version on the bundled model's class map of a synthetic T2-SPACE volume."""
-    from algorithm.synthetic import GEOMETRIES, canonical_grid, render
+    from spider_tools.synthetic import GEOMETRIES, canonical_grid, render
 
     geometry = GEOMETRIES["t2_SPACE"]
     grid, orient = canonical_grid(geometry["size"], geometry["spacing"], np.eye(3).ravel(), (0.0, 0.0, 0.0))
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every number (per case too) as JSON")
     args = parser.parse_args(argv)
 
-    from algorithm.evaluate import STRAY_FAR_MM
+    from spider_tools.evaluate import STRAY_FAR_MM
     from algorithm.pipeline import Segmenter
     from algorithm.postprocess import postprocess
 

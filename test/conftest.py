@@ -22,7 +22,7 @@ def shared_data(sub: str) -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A small untrained model (weights, ONNX, config) for end-to-end tests."""
     pytest.importorskip("torch")
-    from algorithm.benchmark import random_model
+    from spider_tools.benchmark import random_model
     from algorithm.config import Config
 
     return random_model(tmp_path_factory.mktemp("tiny_model"), Config(widths=(4, 8, 16), spacing=1.5))

@@ -75,8 +75,9 @@ class FakeSession:
     opened: list[tuple[str, list[str]]] = []
 
     def __init__(self, path, options=None, providers=None, runs_on=None):
-        self.path, self.providers = path, runs_on if runs_on is not None else providers
-        FakeSession.opened.append((path, providers))
+        names = [p[0] if isinstance(p, tuple) else p for p in providers]  # a provider may come with its options
+        self.path, self.providers = path, runs_on if runs_on is not None else names
+        FakeSession.opened.append((path, names))
 
     def get_providers(self):
         return list(self.providers)
@@ -121,3 +122,16 @@ def test_onnxruntime_cuda_runs_fp16_graph_where_present(tiny_model_dir, tmp_path
 def test_tensorrt_backend_does_not_import_the_loader():
     code = "import sys, algorithm.tensorrt_backend; sys.exit('algorithm.backends' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_onnxruntime_session_sets_cudnn_algorithm_search_on_cuda_only(tmp_path):
+    """CUDA sessions get CUDA_OPTIONS (no exhaustive cuDNN search on every start); the CPU none."""
+    from algorithm.backend_base import CPU_PROVIDER, CUDA_OPTIONS, CUDA_PROVIDER, ort_session
+
+    made = []
+    ort = types.SimpleNamespace(SessionOptions=lambda: types.SimpleNamespace(log_severity_level=0),
+                                InferenceSession=lambda path, options, providers: made.append(providers))
+    ort_session(ort, tmp_path / "m.onnx", [CUDA_PROVIDER, CPU_PROVIDER])
+    ort_session(ort, tmp_path / "m.onnx", [CPU_PROVIDER])
+    assert made == [[(CUDA_PROVIDER, CUDA_OPTIONS), CPU_PROVIDER], [CPU_PROVIDER]]
+    assert CUDA_OPTIONS["cudnn_conv_algo_search"] in ("HEURISTIC", "DEFAULT")

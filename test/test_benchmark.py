@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from algorithm import nnunet_baseline
-from algorithm.benchmark import (
+from spider_tools import nnunet_baseline
+from spider_tools.benchmark import (
     BenchmarkError,
     Configuration,
     NnunetOptions,

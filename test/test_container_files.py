@@ -1,5 +1,6 @@
 """Container files (Dockerfile, .dockerignore, build/test/export scripts) and the sample cases
-with their output comparison. Docker itself is not needed: the image is built and run elsewhere."""
+with their output comparison, and the runtime/tools split. No container engine is needed here: the
+image is built and run by ./build.sh --cpu && ./test.sh --container (.ci/run, where podman installs)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from algorithm.samples import (
+from spider_tools.samples import (
     CASES,
     CASES_DIR,
     FLOORS_NAME,
@@ -39,8 +40,14 @@ SCRIPTS = ("build.sh", "test.sh", "export.sh")
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 
 
+def build_arg(name: str) -> str:
+    """The default of a build argument of the Dockerfile (the GPU flavour's)."""
+    return re.search(rf'^ARG {name}=("?)(.*)\1$', DOCKERFILE, re.M).group(2)
+
+
 def test_dockerfile_base_is_pinned_cuda_image():
-    base = re.search(r"^FROM\s+(\S+)", DOCKERFILE, re.M).group(1)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", DOCKERFILE, re.M)
+    base = build_arg("BASE_IMAGE")
     assert base.startswith("nvidia/cuda:12.") and "cudnn-runtime" in base and not base.endswith(":latest")
 
 
@@ -50,14 +57,24 @@ def test_dockerfile_runs_entry_point_as_non_root_without_torch():
     assert user.split(":")[0] not in ("0", "root")
     assert re.search(r"^WORKDIR /opt/app$", DOCKERFILE, re.M)
     assert "SPIDER_MODEL_DIR=" not in DOCKERFILE  # would override the /opt/ml/model-else-bundled rule of the CLI
-    installs = " ".join(re.findall(r"pip install(.*?)(?:&&|$)", DOCKERFILE, re.S))
+    assert re.search(r"pip install \$\{PIP_SOURCE\} -r /opt/requirements-image.txt \$\{RUNTIME_PACKAGES\}", DOCKERFILE)
+    installs = " ".join([build_arg("RUNTIME_PACKAGES"), (REPO / "requirements-image.txt").read_text()])
     assert "torch" not in installs.replace("tensorrt", "")
     assert all(re.search(rf"{name}==\d", installs) for name in ("onnxruntime-gpu", "tensorrt-cu12", "cuda-bindings"))
+    assert all("==" in line for line in installs.splitlines()[1:] if line and not line.startswith("#"))  # pinned
+    assert re.search(r"^\s+ORT_DISABLE_TELEMETRY=1$", DOCKERFILE, re.M)
+
+
+def test_dockerfile_copies_every_model_folder():
+    """The image takes algorithm/ whole: every model folder under algorithm/resources, none named."""
+    assert re.search(r"^COPY --chown=10001:10001 algorithm /opt/app/algorithm$", DOCKERFILE, re.M)
+    assert not re.search(r"resources/model(?!s\b)", DOCKERFILE + (REPO / "build.sh").read_text())  # the old single-model folder is named nowhere
 
 
 def test_dockerignore_ships_only_the_algorithm_without_torch_weights():
     lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[0] == "*" and "!algorithm/" in lines and "algorithm/resources/models/*/*.pt" in lines
+    assert set(lines) - {"*", "algorithm/resources/models/*/*.pt"} == {"!algorithm/", "!requirements-image.txt", "!build/wheels/", "algorithm/**/__pycache__/", "algorithm/**/*.pyc"}
 
 
 def tool(name: str) -> str | None:
@@ -144,7 +161,7 @@ def test_compare_volumes_fails_on_low_dice(masks, tmp_path):
 def test_compare_case_reports_missing_output(tmp_path):
     case = tmp_path / "case"
     _write(np.zeros((2, 16, 16)), case / "input" / "images" / INPUT_SLUG / "x.mha")
-    assert compare_case(case, tmp_path / "out") == (False, "no expected output (make it with: python -m algorithm.samples expected)")
+    assert compare_case(case, tmp_path / "out") == (False, "no expected output (make it with: python -m spider_tools.samples expected)")
 
 
 def _case(tmp_path, truth, expected, output):
@@ -193,7 +210,7 @@ def test_model_record_mismatch_fails(tmp_path):
 def _case_dirs() -> list[Path]:
     dirs = sorted(p for p in CASES_DIR.glob("*") if p.is_dir()) if CASES_DIR.is_dir() else []
     if not dirs:
-        pytest.skip(f"no sample cases in {CASES_DIR} (make them with: python -m algorithm.samples make)")
+        pytest.skip(f"no sample cases in {CASES_DIR} (make them with: python -m spider_tools.samples make)")
     return dirs
 
 
@@ -219,7 +236,7 @@ def test_synthetic_cases_are_made_byte_for_byte_from_their_seeds(tmp_path):
     for spec in CASES:
         made, committed = write_inputs(spec, tmp_path), CASES_DIR / spec.key
         for rel in ("input/inputs.json", f"input/images/{INPUT_SLUG}/{spec.name}.mha", f"truth/{spec.name}.mha"):
-            assert (made / rel).read_bytes() == (committed / rel).read_bytes(), f"{spec.key}/{rel} (regenerate: python -m algorithm.samples make)"
+            assert (made / rel).read_bytes() == (committed / rel).read_bytes(), f"{spec.key}/{rel} (regenerate: python -m spider_tools.samples make)"
 
 
 @pytest.mark.parametrize("case", REAL_CASES, ids=lambda c: c.key)
@@ -235,7 +252,7 @@ def test_real_case_is_a_copy_of_spider_with_its_source(case):
 
 def test_local_run_matches_expected_outputs_and_truth():
     cases = _case_dirs()
-    assert all(expected_path(case).is_file() for case in cases), "expected outputs missing (make them with: python -m algorithm.samples expected)"
+    assert all(expected_path(case).is_file() for case in cases), "expected outputs missing (make them with: python -m spider_tools.samples expected)"
     same, line = check_model_record()
     assert same, line
     result = subprocess.run(["bash", str(REPO / "test.sh"), "--local"], capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "2"})
@@ -248,17 +265,49 @@ RUNTIME = ("__main__", "cli", "pipeline", "io", "geometry", "preprocess", "backe
 DEVELOPER_TOOLS = ("evaluate", "inspect_data", "benchmark", "synthetic", "samples", "export", "nnunet_baseline")
 
 
-def test_runtime_never_imports_the_developer_tools():
-    """The container's modules import none of the tools beside them, not even lazily inside a function."""
+def runtime_imports(name: str) -> set[str]:
+    """Every module that algorithm/<name>.py imports, lazily inside a function too."""
     import ast
 
-    package = Path(__file__).resolve().parents[1] / "algorithm"
-    assert {p.stem for p in package.glob("*.py")} == set(RUNTIME) | set(DEVELOPER_TOOLS) | {"__init__"}, "classify the new module"
+    tree = ast.parse((REPO / "algorithm" / f"{name}.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}  # from algorithm import qc
+    return imported
+
+
+def test_runtime_and_tools_are_separate_packages():
+    """algorithm/ holds what the container runs, spider_tools/ the developer tools."""
+    assert {p.stem for p in (REPO / "algorithm").glob("*.py")} == set(RUNTIME) | {"__init__"}, "classify the new module"
+    assert {p.stem for p in (REPO / "spider_tools").glob("*.py")} == set(DEVELOPER_TOOLS) | {"__init__"}, "classify the new module"
+
+
+def test_runtime_never_imports_the_developer_tools():
+    """The container's modules import none of the tools beside them, not even lazily inside a function."""
     for name in RUNTIME:
-        tree = ast.parse((package / f"{name}.py").read_text())
-        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}  # from algorithm import evaluate
-        bad = sorted(m for m in imported if m.split(".")[0] == "train" or m in {f"algorithm.{t}" for t in DEVELOPER_TOOLS})
+        bad = sorted(m for m in runtime_imports(name) if m.split(".")[0] in ("spider_tools", "train"))
         assert not bad, f"algorithm/{name}.py imports {bad}"
+
+
+def test_entry_point_run_imports_no_tool(tmp_path):
+    """A real run of the container's entry point, QC included, imports nothing from spider_tools or train."""
+    case = min(_case_dirs())
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "algorithm", "-i", str(case / "input"), "-o", str(tmp_path),
+                             "--backend", "onnxruntime", "--qc"], cwd=REPO, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "algorithm.pipeline" in imported and "algorithm.measure" in imported
+    assert not sorted(m for m in imported if m.split(".")[0] in ("spider_tools", "train"))
+
+
+IMPORT_NAMES = {"connected-components-3d": "cc3d"}  # distribution -> module, where they differ
+
+
+def test_image_installs_only_what_the_runtime_imports():
+    """Every package of requirements-image.txt is imported by a module of algorithm/ (the image's pip
+    list beyond them is their dependencies and the inference engine)."""
+    lines = (REPO / "requirements-image.txt").read_text().splitlines()
+    wanted = {IMPORT_NAMES.get(name, name) for name in (line.split("==")[0] for line in lines if line and not line.startswith("#"))}
+    imported = {module.split(".")[0] for name in RUNTIME for module in runtime_imports(name)}
+    assert not wanted - imported, f"installed in the image but imported by no runtime module: {sorted(wanted - imported)}"

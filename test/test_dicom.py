@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from algorithm.cli import main
 from algorithm.dicom import find_series
-from algorithm.synthetic import synthesize, write_dicom_series
+from spider_tools.synthetic import synthesize, write_dicom_series
 
 from conftest import shared_data
 

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from algorithm.cli import main
 from algorithm.dicom import DicomSeries, find_series
 from algorithm.labels import CANAL_LABEL
-from algorithm.synthetic import write_dicom_series
+from spider_tools.synthetic import write_dicom_series
 
 from test_dicom import as_stack, case, errors, same_grid
 

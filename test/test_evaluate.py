@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-from algorithm.evaluate import ASD_KEYS, DICE_KEYS, INSTANCE_KEYS, METRICS, class_dice, evaluate_case, evaluate_dirs, main
+from spider_tools.evaluate import ASD_KEYS, DICE_KEYS, INSTANCE_KEYS, METRICS, class_dice, evaluate_case, evaluate_dirs, main
 
 OFFICIAL_KEYS = DICE_KEYS + ASD_KEYS
 

@@ -11,7 +11,7 @@ import pytest
 
 from algorithm.backends import ONNX_NAME, BackendUnavailable, load_backend
 from algorithm.config import Config
-from algorithm.export import FP16_MARGIN, FP16_ONNX_NAME, ONNX_ATOL, compare_logits, main, verify_onnx
+from spider_tools.export import FP16_MARGIN, FP16_ONNX_NAME, ONNX_ATOL, compare_logits, main, verify_onnx
 from algorithm.tensorrt_backend import engine_stem, find_engine, fits_profile, profile_shapes, sha256
 
 
@@ -134,7 +134,7 @@ def test_auto_backend_falls_back_without_tensorrt(tiny_model_dir):
 
 def test_tensorrt_engine_builds_and_matches_onnxruntime(tiny_model_dir, tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed here (it needs an NVIDIA GPU machine)")
-    from algorithm.export import FP16_ATOL, FP16_MIN_AGREEMENT, build_engine, export_onnx, verify_engine
+    from spider_tools.export import FP16_ATOL, FP16_MIN_AGREEMENT, build_engine, export_onnx, verify_engine
     from algorithm.tensorrt_backend import TensorRTBackend, device_info
 
     try:
@@ -159,7 +159,7 @@ def test_tensorrt_engine_builds_and_matches_onnxruntime(tiny_model_dir, tmp_path
 def test_fp16_graph_is_checked_on_cuda_only_where_its_provider_loads(tiny_model_dir, tmp_path, monkeypatch, capsys):
     import onnxruntime
 
-    from algorithm.export import ExportError, export_onnx, onnx_cuda_step
+    from spider_tools.export import ExportError, export_onnx, onnx_cuda_step
 
     folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
     export_onnx(folder, half=True)
@@ -172,3 +172,14 @@ def test_fp16_graph_is_checked_on_cuda_only_where_its_provider_loads(tiny_model_
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(ExportError, match="CUDAExecutionProvider did not load"):  # claimed, but the session runs on the CPU
         onnx_cuda_step(folder)
+
+
+def test_find_engine_checks_the_onnx_file_it_was_built_from(model_copy):
+    """TensorRT >= 11 builds from the FP16 graph: the sidecar's hash is of that file, not of model.onnx."""
+    fp16 = model_copy / FP16_ONNX_NAME
+    fp16.write_bytes(b"fp16 graph")
+    _fake_engine(model_copy, onnx=FP16_ONNX_NAME, onnx_sha256=sha256(fp16))
+    assert find_engine(model_copy, (7, 5), "10.13.3.9")[1]["onnx"] == FP16_ONNX_NAME
+    _fake_engine(model_copy, onnx=FP16_ONNX_NAME, onnx_sha256=sha256(model_copy / ONNX_NAME))
+    with pytest.raises(BackendUnavailable, match=f"another {FP16_ONNX_NAME}"):
+        find_engine(model_copy, (7, 5), "10.13.3.9")

@@ -11,7 +11,7 @@ from scipy import ndimage
 from algorithm.geometry import non_sagittal_plane, orientation, physical_axes
 from algorithm.io import read_image
 from algorithm.labels import CANAL_LABEL, is_disc, numbering_convention
-from algorithm.synthetic import signed_permutations, synthesize, synthesize_like
+from spider_tools.synthetic import signed_permutations, synthesize, synthesize_like
 from conftest import SHARED_DATA, shared_data
 
 DIRECTIONS = signed_permutations()

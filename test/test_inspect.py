@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from algorithm.geometry import orientation
-from algorithm.inspect_data import inspect_dataset, inspect_file, main, orientation_code, parse_name
+from spider_tools.inspect_data import inspect_dataset, inspect_file, main, orientation_code, parse_name
 from conftest import shared_data
 
 sitk = pytest.importorskip("SimpleITK")
@@ -166,7 +166,7 @@ def test_real_masks_conventions_and_axis_order():
 
 
 def test_synthetic_dataset_any_axis_order(tmp_path):
-    from algorithm.synthetic import write_spider_dataset
+    from spider_tools.synthetic import write_spider_dataset
 
     root = write_spider_dataset(tmp_path / "synthetic", 3, seed=1, max_size=80).parent
     summary = inspect_dataset(root, tmp_path / "report", per_sequence=1, dpi=40)

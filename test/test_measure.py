@@ -9,9 +9,10 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from algorithm.labels import CANAL_LABEL
-from algorithm.measure import EDGE_FRACTION, as_json, measure, write_csv
+from algorithm.measure import EDGE_FRACTION, _boxes, as_json, measure, write_csv
 
 SPACING = (3.0, 0.5, 0.6)  # canonical: L-R slices, S-I rows, A-P columns
 
@@ -135,7 +136,7 @@ def test_missing_and_unmeasurable_give_none_never_a_crash():
 def test_synthetic_spine_heights_and_canal():
     """The project's generator: each whole vertebral body's middle height is its drawn height,
     each disc's the gap between the bodies, the canal's diameter the tube's A-P size."""
-    from algorithm.synthetic import canonical_grid, make_spine, render
+    from spider_tools.synthetic import canonical_grid, make_spine, render
 
     grid, _ = canonical_grid((15, 280, 256), (4.0, 0.9, 0.9), np.eye(3).ravel(), (0.0, 0.0, 0.0))
     spine = make_spine(grid, np.random.default_rng(3))
@@ -157,3 +158,13 @@ def test_synthetic_spine_heights_and_canal():
         assert abs(level.canal.mm - 2 * spine.canal_half[1]) <= 0.9, (k, level.canal.mm, 2 * spine.canal_half[1])
         measured += 1
     assert measured >= 10
+
+
+def test_boxes_match_scipy_find_objects():
+    """measure takes its bounding boxes from cc3d, so the container needs no scipy; scipy's own are the reference."""
+    rng = np.random.default_rng(0)
+    labels = np.zeros((6, 40, 30), np.int16)
+    for value in (1, 3, 100, 201):  # 2 and 4..99 absent
+        z, y, x = rng.integers(0, 5), rng.integers(0, 30), rng.integers(0, 20)
+        labels[z:z + 2, y:y + 8, x:x + 9] = value
+    assert _boxes(labels) == ndimage.find_objects(labels)

@@ -62,6 +62,10 @@ def test_makefile_chooses_torch_build_and_extras():
     assert '-e ".[gpu,train,test]"' in gpu and "+cpu" not in gpu
 
 
-def test_container_installs_the_gpu_build_only():
-    installs = " ".join(re.findall(r"pip install(.*?)(?:&&|$)", (REPO / "Dockerfile").read_text(), re.S))
-    assert re.search(r"onnxruntime-gpu==\d", installs) and not re.search(r"onnxruntime==", installs)
+def test_each_container_flavour_installs_one_onnxruntime_build():
+    """GPU flavour (the Dockerfile's default): onnxruntime-gpu; CPU flavour (build.sh --cpu): onnxruntime."""
+    gpu = re.search(r'^ARG RUNTIME_PACKAGES="(.*)"$', (REPO / "Dockerfile").read_text(), re.M).group(1)
+    cpu = re.search(r'^\s+runtime="(.*)"$', (REPO / "build.sh").read_text(), re.M).group(1)
+    common = (REPO / "requirements-image.txt").read_text()
+    assert re.search(r"onnxruntime-gpu==\d", gpu) and not re.search(r"onnxruntime==", gpu)
+    assert re.search(r"onnxruntime==\d", cpu) and "gpu" not in cpu and "onnxruntime" not in common

@@ -223,7 +223,7 @@ def test_vertebra_cut_by_the_top_of_the_view_gets_a_partial_value():
 def test_numbering_bottom_up_in_lps_and_pir_files(direction):
     sitk = pytest.importorskip("SimpleITK")
     from algorithm.geometry import orientation
-    from algorithm.synthetic import synthesize
+    from spider_tools.synthetic import synthesize
 
     size = (14, 144, 144) if direction[0] else (144, 144, 14)
     spacing = (4.0, 1.5, 1.5) if direction[0] else (1.5, 1.5, 4.0)

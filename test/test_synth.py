@@ -183,7 +183,7 @@ def test_synthetic_sets_are_fixed_spider_like_grids_shared_by_both_contrasts():
 
 def test_a_synthetic_item_loads_canonically():
     from algorithm.labels import to_classes
-    from algorithm.samples import PIR
+    from spider_tools.samples import PIR
 
     volume, labels, spacing = SyntheticItem("x", "t1", 3, (64, 72, 6), (1.0, 1.0, 4.0), PIR).load()
     assert volume.shape == labels.shape == (6, 72, 64) and spacing == (4.0, 1.0, 1.0)

@@ -13,7 +13,7 @@ from scipy import ndimage
 from algorithm.geometry import orientation
 from algorithm.io import read_image
 from algorithm.labels import CANAL_LABEL, is_disc, is_valid_label, is_vertebra, numbering_convention
-from algorithm.synthetic import GEOMETRIES, main, signed_permutations, synthesize, synthesize_like, write_spider_dataset
+from spider_tools.synthetic import GEOMETRIES, main, signed_permutations, synthesize, synthesize_like, write_spider_dataset
 
 SMALL = {"size": (12, 96, 80), "spacing": (4.0, 2.6, 3.0)}  # L-R 48 mm, A-P 250 mm, S-I 240 mm
 

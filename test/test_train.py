@@ -26,7 +26,7 @@ TINY = {"widths": [4, 8, 16], "spacing": 1.5, "patch": [64, 64], "batch_size": 2
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from algorithm.synthetic import write_spider_dataset
+    from spider_tools.synthetic import write_spider_dataset
 
     folder = tmp_path_factory.mktemp("spider")
     write_spider_dataset(folder, n_cases=4, seed=5, max_size=96, validation_fraction=0.3)  # 2 training, 2 validation

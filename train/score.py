@@ -7,7 +7,7 @@ Sets (``../shared/data``, see its README): ``spider-slices/t2`` (all 52 slices, 
 with canal, and those with at least 1,000 canal pixels), ``spider-slices/t1t2-vertebrae`` central slices (>= 5,000 vertebra pixels) per
 contrast, vertebra class only (its discs and canal are unlabelled), and the T2-SPACE validation
 subset of ``spider-t2space``; then two synthetic sets that need no data, 24 T1 and 24 T2 volumes
-from ``algorithm.synthetic`` (the sample cases' generator) on fixed SPIDER-like grids: the only
+from ``spider_tools.synthetic`` (the sample cases' generator) on fixed SPIDER-like grids: the only
 T1 canal and disc this project can score, a proxy for real T1 that is steady across models where
 one sample case is not (it also rewards familiarity with synthetic images: compare models trained
 on the same mix). Every case goes through the inference pipeline with post-processing.
@@ -72,7 +72,7 @@ class Item:
 
 @dataclass(frozen=True)
 class SyntheticItem:
-    """One synthetic volume of ``algorithm.synthetic``: its grid, contrast and seed."""
+    """One synthetic volume of ``spider_tools.synthetic``: its grid, contrast and seed."""
 
     name: str
     contrast: str
@@ -86,7 +86,7 @@ class SyntheticItem:
     def load(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
         """Image and mask in the canonical layout, with the canonical spacing."""
         from algorithm.geometry import canonical_array
-        from algorithm.synthetic import synthesize
+        from spider_tools.synthetic import synthesize
 
         image, mask = synthesize(self.size, self.spacing, self.direction, self.contrast, self.seed)
         (volume, spacing), (labels, _) = canonical_array(image), canonical_array(mask)
@@ -131,7 +131,7 @@ def synthetic_sets(volumes: int = SYNTHETIC_VOLUMES) -> dict[str, list[Synthetic
     """``volumes`` synthetic T1 and as many T2 volumes (the same spines and grids in both) like SPIDER's
     T1/T2 series: 13-18 sagittal slices of 3.3-4.8 mm, 0.55-0.9 mm in-plane over a 260-300 mm
     field of view, sagittal axis first (LPS) or last (PIR) in turn."""
-    from algorithm.samples import LPS, PIR
+    from spider_tools.samples import LPS, PIR
 
     grids = []
     for i in range(volumes):

@@ -191,11 +191,11 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: t
 def validate(model: torch.nn.Module, cases: list[ValCase], config: Config, device: str) -> dict[str, float]:
     """Whole validation volumes through the inference pipeline (post-processing included), scored
     with class Dice. The data's own validation subset gives per-class means over cases
-    (``algorithm.evaluate.class_dice``) and per-case values, and ``mean``, the mean over classes,
+    (``spider_tools.evaluate.class_dice``) and per-case values, and ``mean``, the mean over classes,
     chooses the best epoch. Named sets (``spider-train --validation 2d``) give per set the pooled
     class Dice (``set:class``, ``train.score``), and ``mean`` is ``train.score.selection_score``."""
     from algorithm.class_head import load_class_head
-    from algorithm.evaluate import class_dice
+    from spider_tools.evaluate import class_dice
     from algorithm.pipeline import Segmenter, segment_volume
     from train.score import KEYS, score_case, selection_score, summarize
 

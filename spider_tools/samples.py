@@ -13,7 +13,7 @@ for byte); the real case is a SPIDER validation case with its reference mask, co
 ../shared/data (SOURCE.md beside it). An output passes when it matches the expected output (same
 grid and labels, Dice >= 0.99 per structure: the regression check) and its class Dice against the
 truth reaches the case's floors (the accuracy check). After a new model is in place run
-``python -m algorithm.samples expected``: it rewrites the expected outputs and MODEL.json and
+``python -m spider_tools.samples expected``: it rewrites the expected outputs and MODEL.json and
 prints each case's class Dice against its truth beside its floors; ``floors`` sets the floors to
 the measured values less a margin.
 """
@@ -161,7 +161,7 @@ def write_inputs(spec: CaseSpec, cases_dir: Path) -> Path:
     folders; return the case folder."""
     import SimpleITK as sitk
 
-    from algorithm.synthetic import synthesize
+    from spider_tools.synthetic import synthesize
 
     case_dir = cases_dir / spec.key
     image, mask = synthesize(spec.size, spec.spacing, spec.direction, contrast=spec.contrast, seed=spec.seed)
@@ -233,7 +233,7 @@ def write_expected(case_dir: Path, model_dir: Path | None = None) -> Path:
 def compare_volumes(output: Path, expected: Path, min_dice: float = MIN_DICE) -> tuple[bool, str]:
     """Same grid, same label set, and Dice >= ``min_dice`` for every expected structure;
     returns (passed, one-line summary)."""
-    from algorithm.evaluate import check_grid, read_labels, match, overlap
+    from spider_tools.evaluate import check_grid, read_labels, match, overlap
     from algorithm.io import InputError
 
     if not output.is_file():
@@ -258,7 +258,7 @@ def compare_volumes(output: Path, expected: Path, min_dice: float = MIN_DICE) ->
 
 def truth_dice(output: Path, truth: Path) -> dict[str, float]:
     """Class Dice (vertebrae, discs, canal) of an output mask against a true mask on its grid."""
-    from algorithm.evaluate import check_grid, class_dice, read_labels
+    from spider_tools.evaluate import check_grid, class_dice, read_labels
 
     ref_image, ref = read_labels(truth)
     out_image, out = read_labels(output)
@@ -276,7 +276,7 @@ def check_truth(case_dir: Path, output: Path) -> tuple[bool, str]:
         floors = {key: float(data[key]) for key in CLASS_KEYS}
         dice = truth_dice(output, truth_path(case_dir))
     except (OSError, ValueError, KeyError) as err:
-        return False, f"no class-Dice floors or truth ({type(err).__name__}: {err}; make them with: python -m algorithm.samples floors)"
+        return False, f"no class-Dice floors or truth ({type(err).__name__}: {err}; make them with: python -m spider_tools.samples floors)"
     except InputError as err:
         return False, str(err)
     low = [key for key in CLASS_KEYS if not dice[key] >= floors[key]]  # NaN (class missing from both) fails too
@@ -304,7 +304,7 @@ def compare_case(case_dir: Path, output_dir: Path, min_dice: float = MIN_DICE) -
     except FileNotFoundError as err:
         return False, str(err)
     if not expected.is_file():
-        return False, "no expected output (make it with: python -m algorithm.samples expected)"
+        return False, "no expected output (make it with: python -m spider_tools.samples expected)"
     output = output_path(output_dir, case_dir)
     passed, summary = compare_volumes(output, expected, min_dice)
     if not output.is_file():
@@ -325,7 +325,7 @@ def check_model_record(cases_dir: Path = CASES_DIR, model_dir: Path | None = Non
     except (OSError, ValueError, InputError) as err:
         return False, f"cannot compare {cases_dir / MODEL_RECORD} with the model in {model}: {err}"
     if {key: made_with.get(key) for key in current} != current:
-        return False, f"the expected outputs in {cases_dir} were made with another model than {model} (regenerate: python -m algorithm.samples expected)"
+        return False, f"the expected outputs in {cases_dir} were made with another model than {model} (regenerate: python -m spider_tools.samples expected)"
     return True, f"expected outputs made with the model in {model}"
 
 
@@ -361,7 +361,7 @@ def make_expected(cases_dir: Path, model_dir: Path | None = None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m algorithm.samples", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m spider_tools.samples", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("make", "write the case inputs and truths (synthetic from seeds, real from ../shared/data), then their expected outputs"),
                        ("expected", "regenerate the expected outputs and MODEL.json, and report class Dice against the truths"),

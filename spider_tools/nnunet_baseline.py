@@ -1,7 +1,7 @@
 """nnU-Net v2 3d_fullres as a speed baseline: planned by nnU-Net's own fingerprint extractor and
 ExperimentPlanner, built from that plan with random weights (speed does not depend on weights)
 and run through ``nnUNetPredictor``. Each function is meant to run in a fresh process (see
-algorithm.benchmark), because nnU-Net reads its paths from environment variables."""
+spider_tools.benchmark), because nnU-Net reads its paths from environment variables."""
 
 from __future__ import annotations
 

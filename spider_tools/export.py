@@ -1,6 +1,6 @@
 """Checkpoint -> model folder (config.json, model.pt, model.onnx) -> TensorRT engine.
 
-``python -m algorithm.export RUN_DIR_OR_CHECKPOINT [OUT_DIR]``: exports ONNX and checks it against
+``python -m spider_tools.export RUN_DIR_OR_CHECKPOINT [OUT_DIR]``: exports ONNX and checks it against
 PyTorch on CPU; where TensorRT and a GPU are present it also builds an FP16 engine for this GPU
 and checks it against ONNX Runtime. ``--engine-only MODEL_DIR`` builds just the engine from an
 existing model.onnx and needs no torch (so it runs inside the inference container on a T4).
@@ -204,7 +204,7 @@ def build_engine(model_dir: str | Path, workspace_gb: float = 4.0) -> Path:
         "gpu": gpu,
         "precision": "fp16",
         "onnx": onnx_path.name,
-        "onnx_sha256": sha256(model_dir / ONNX_NAME),
+        "onnx_sha256": sha256(onnx_path),  # the graph TensorRT built from (FP16 for TensorRT >= 11)
         "profile": {k: list(v) for k, v in shapes.items()},
         "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

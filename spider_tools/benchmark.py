@@ -105,11 +105,11 @@ def volume_info(path: Path) -> Volume:
 
 
 def synthetic_volumes(folder: Path, names: list[str]) -> list[tuple[Path, Path]]:
-    """Write synthetic volumes with real SPIDER geometries (algorithm.synthetic.GEOMETRIES) and their
+    """Write synthetic volumes with real SPIDER geometries (spider_tools.synthetic.GEOMETRIES) and their
     class-label masks into ``folder``; return (image, mask) paths."""
     from tqdm import tqdm
 
-    from algorithm.synthetic import GEOMETRIES, synthesize
+    from spider_tools.synthetic import GEOMETRIES, synthesize
 
     unknown = sorted(set(names) - set(GEOMETRIES))
     if unknown:
@@ -142,7 +142,7 @@ def random_model(folder: Path, config: Config | None = None) -> Path:
     import torch
 
     from algorithm.backends import WEIGHTS_NAME
-    from algorithm.export import export_onnx
+    from spider_tools.export import export_onnx
     from algorithm.model import build_model
 
     config = config or Config()
@@ -366,7 +366,7 @@ def synthesize_on_grids(folder: Path, grids: list[Volume]) -> list[tuple[Path, P
     the few sagittal-last SPIDER files would otherwise pull its target spacing to ~0.64 mm isotropic."""
     from tqdm import tqdm
 
-    from algorithm.synthetic import synthesize
+    from spider_tools.synthetic import synthesize
 
     cases = []
     for seed, grid in enumerate(tqdm(grids, desc="nnU-Net plan cases", leave=False)):
@@ -379,7 +379,7 @@ def synthesize_on_grids(folder: Path, grids: list[Volume]) -> list[tuple[Path, P
 def nnunet_plan(root: Path, volumes_with_masks: list[tuple[Path, Path]], options: NnunetOptions) -> dict:
     """Plan and build the nnU-Net model under ``root`` from synthetic volumes on the real SPIDER grids
     (where present, else from the labelled benchmark volumes), or reuse the one already there."""
-    from algorithm import nnunet_baseline
+    from spider_tools import nnunet_baseline
 
     grids = plan_grids(options.masks_dir, options.plan_sequences)
     if grids:
@@ -404,7 +404,7 @@ def nnunet_plan(root: Path, volumes_with_masks: list[tuple[Path, Path]], options
 
 def benchmark_nnunet(root: Path, volumes_with_masks: list[tuple[Path, Path]], volumes: list[Volume], options: NnunetOptions, report: dict) -> None:
     """Time nnU-Net's predictor (CPU, one fold) on ``volumes`` and its ratio to our whole-process time."""
-    from algorithm import nnunet_baseline
+    from spider_tools import nnunet_baseline
 
     reason = nnunet_baseline.unavailable_reason()
     if reason is not None:
