@@ -29,7 +29,7 @@ def test_onnxruntime_builds_are_in_exclusive_extras():
     assert extras["cpu"] == {"onnxruntime", "openvino"} and extras["gpu"] == {"onnxruntime-gpu"}
     assert "onnxruntime" not in base | extras["gpu"] | extras["train"] | extras["test"]  # the GPU machine's extras
     optional = PROJECT["optional-dependencies"]
-    assert sorted(optional["dev"]) == sorted(optional["cpu"] + optional["train"] + optional["test"])
+    assert sorted(optional["dev"]) == sorted(optional["cpu"] + optional["train"] + optional["test"] + optional["cohort"])
 
 
 def test_setuptools_reads_metadata_without_deprecation_warning():
@@ -65,3 +65,4 @@ def test_makefile_chooses_torch_build_and_extras():
 def test_container_installs_the_gpu_build_only():
     installs = " ".join(re.findall(r"pip install(.*?)(?:&&|$)", (REPO / "Dockerfile").read_text(), re.S))
     assert re.search(r"onnxruntime-gpu==\d", installs) and not re.search(r"onnxruntime==", installs)
+    assert not names(PROJECT["optional-dependencies"]["cohort"]) & set(re.findall(r"([A-Za-z0-9_.-]+)==", installs))  # no Dask in the image
