@@ -112,10 +112,10 @@ def run_cohort(pairs: list[tuple[Path | DicomSeries, Path]], out: Path, options:
     with connect(workers, address) as client:
         client.register_plugin(Models(options), name=PLUGIN)
         startup = time.perf_counter() - start
+        n_workers = len(client.scheduler_info()["workers"])
         futures = client.map(segment_case, [src for src, _ in todo.values()], [mask for _, mask in todo.values()], out=out,
                              options=options, key=[f"segment-{case}" for case in todo], pure=False)
         per_case = collect(futures, dict(zip((f.key for f in futures), todo)))
-        n_workers = len(client.scheduler_info()["workers"])
     per_case.update({case: {"status": "skipped", "reason": "complete"} for case in names.keys() - todo.keys()})
     rows = [row for case, result in per_case.items()
             for row in ([failure_row(case, result["error"])] if result["status"] == "failed" else read_record(out, case))]
@@ -123,7 +123,7 @@ def run_cohort(pairs: list[tuple[Path | DicomSeries, Path]], out: Path, options:
     seconds = time.perf_counter() - start
     counts = {status: sum(r["status"] == status for r in per_case.values()) for status in ("ok", "failed", "skipped")}
     write_summary(out, {
-        "engine": f"dask.distributed {distributed.__version__}", "cluster": address or "local", "workers": n_workers,
+        "engine": f"dask.distributed {distributed.__version__}", "cluster": address or "local", "workers": n_workers,  # when the cases were submitted
         "cases": len(names), "done": counts["ok"], "failed": counts["failed"], "skipped": counts["skipped"],
         "startup_s": round(startup, 3), "seconds": round(seconds, 3), "cases_per_minute": round(60 * counts["ok"] / seconds, 2),
         "per_case": dict(sorted(per_case.items())),
