@@ -6,7 +6,7 @@ a baseline checkout (the same command, the same model).
     PYTHONPATH=$PWD python scripts/bench_cohort.py [--cases 20] [--geometry t2] [--model DIR]
         [--baseline DIR] [--repeats 3] [--json FILE]
 
-The configurations alternate within each repeat; the medians are printed. Engine overhead is
+The runs alternate within each repeat, each one first in turn; the medians are printed. Engine overhead is
 the ``--workers 1`` wall time minus the plain loop's.
 """
 
@@ -61,20 +61,22 @@ def bench(work: Path, n: int, geometry: str, model: Path | None, baseline: Path 
     single: dict[str, list[float]] = {"this tree": []} | ({"baseline": []} if baseline else {})
     one = sorted(cases.iterdir())[0]
     for r in range(repeats):
-        for i, (name, extra) in enumerate(RUNS.items()):
+        order = list(RUNS.items())[r % len(RUNS):] + list(RUNS.items())[: r % len(RUNS)]  # each run first once in 3 repeats
+        for i, (name, extra) in enumerate(order):
             times[name].append(wall(REPO, ["-i", str(cases), "-o", str(work / f"out-{r}-{i}"), *model_args, *extra]))
         for i, name in enumerate(single):
             root = REPO if name == "this tree" else baseline
             single[name].append(wall(root, ["-i", str(one), "-o", str(work / f"one-{r}-{i}"), *model_args]))
     runs = {name: {"seconds": round(median(t), 2), "cases_per_minute": round(60 * n / median(t), 1), "all": [round(x, 2) for x in t]}
             for name, t in times.items()}
-    return {"cases": n, "geometry": geometry, "repeats": repeats, "cpus": os.cpu_count(), "load_average_at_start": load,
+    return {"cases": n, "geometry": geometry, "repeats": repeats, "cpus": os.cpu_count(), "load_average_at_start": load, "load_average_at_end": os.getloadavg()[0],
             "runs": runs, "engine_overhead_s": round(runs["--workers 1"]["seconds"] - runs["plain loop"]["seconds"], 2),
             "single_case_s": {name: {"median": round(median(t), 3), "all": [round(x, 3) for x in t]} for name, t in single.items()}}
 
 
 def format_report(report: dict) -> str:
     lines = [f"{report['cases']} synthetic {report['geometry']} volumes, {report['cpus']} CPUs, load {report['load_average_at_start']:.1f} at start, "
+             f"{report['load_average_at_end']:.1f} at the end, "
              f"median of {report['repeats']} (whole processes)", "", "run          wall s  cases/min", "-----------  ------  ---------"]
     lines += [f"{name:<11}  {r['seconds']:>6.2f}  {r['cases_per_minute']:>9.1f}" for name, r in report["runs"].items()]
     lines += ["", f"engine overhead (--workers 1 minus plain loop): {report['engine_overhead_s']:.2f} s", ""]
