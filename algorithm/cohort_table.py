@@ -28,7 +28,7 @@ EMPTY = "empty"  # the mask holds no structure at all (the case's one row)
 def structure_rows(case: str, labels: np.ndarray, spacing: tuple[float, float, float]) -> list[dict]:
     """One row per structure of a canonical mask: volume (ml), heights and canal diameter (mm)
     where measured, review flags; one row flagged ``empty`` for a mask without structures."""
-    from algorithm.labels import CANAL_LABEL, PARTIAL_OFFSET
+    from algorithm.labels import CANAL_LABEL, PARTIAL_OFFSET, is_disc
     from algorithm.measure import as_json, measure
     from algorithm.qc import structure_volumes
 
@@ -41,7 +41,7 @@ def structure_rows(case: str, labels: np.ndarray, spacing: tuple[float, float, f
     for label, ml in volumes.items():
         value = int(label)
         level = levels.get(label, {})
-        structure = "canal" if value == CANAL_LABEL else "disc" if label in measured["discs"] else "vertebra"
+        structure = "canal" if value == CANAL_LABEL else "disc" if is_disc(value) else "vertebra"
         flags = []
         if structure == "vertebra" and value > PARTIAL_OFFSET:
             flags.append(PARTIAL)
