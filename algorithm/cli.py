@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mirror", action="store_true", help="test-time augmentation: also segment the left-right mirrored volume and average (twice the time)")
     parser.add_argument("--allow-non-sagittal", action="store_true", help="also segment axial and coronal series (resliced sagittally; the model was trained on sagittal series)")
     parser.add_argument("--qc", action="store_true", help="also write OUTPUT/qc/<name>_qc.png, <name>_volumes.json (volumes, per-level measurements) and <name>_measurements.csv")
+    parser.add_argument("--workers", type=int, metavar="N", help="segment the cases on a local Dask cluster of N worker processes (each loads the model once) and also write OUTPUT/cohort.csv and OUTPUT/run.json (needs the extra: pip install 'spider-segment[cohort]'; docs/cohort.md)")
+    parser.add_argument("--cluster", metavar="ADDRESS", help="the same on a running Dask cluster (its scheduler's address); its workers must reach INPUT, OUTPUT and the model folder")
+    parser.add_argument("--resume", action="store_true", help="with --workers or --cluster: skip the cases whose mask and cohort record exist")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     return parser.parse_args(argv)
 
@@ -150,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
     pairs = jobs(args.input, args.output, SUFFIXES[args.format])
     if args.format == "dicom-seg":
         check_dicom_seg(args.input, pairs)
+    if args.workers is not None or args.cluster or args.resume:
+        return run_cohort(args, pairs)
     models = Models(model_dir(args.model), args.backend, args.device, args.batch_size, args.mirror)
     if isinstance(pairs[0][0], Path):
         try:
@@ -178,6 +183,24 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         log.error("%d of %d volumes failed", failed, len(pairs))
     return 1 if failed else 0
+
+
+def run_cohort(args: argparse.Namespace, pairs: list) -> int:
+    """The cases on a Dask cluster (algorithm.cohort), imported only here."""
+    if args.workers is None and not args.cluster:
+        raise UsageError("--resume needs --workers N or --cluster ADDRESS")
+    if args.workers is not None and (args.workers < 1 or args.cluster):
+        raise UsageError("--workers takes a number of workers >= 1, and not together with --cluster")
+    if args.format == "dicom-seg":
+        raise UsageError("--format dicom-seg is not for cohort runs (cohort.csv is read back from .mha or .nii.gz masks)")
+    try:
+        from algorithm.cohort import Options, run_cohort as run_on_cluster
+    except ModuleNotFoundError as err:
+        if err.name not in ("dask", "distributed"):
+            raise
+        raise UsageError("--workers and --cluster need Dask distributed: pip install 'spider-segment[cohort]'") from None
+    options = Options(model_dir(args.model), args.backend, args.device, args.batch_size, args.mirror, args.output / "qc" if args.qc else None, args.allow_non_sagittal)
+    return run_on_cluster(pairs, args.output, options, args.workers, args.cluster, args.resume)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,7 @@ def write_seg(mask: np.ndarray, series: DicomSeries, path: str | Path) -> Path:
     import pydicom
     from pydicom.sr.codedict import codes
 
-    from algorithm.io import atomic_file
+    from algorithm.io import atomic_path
 
     logging.getLogger("highdicom").setLevel(logging.WARNING)  # not a line per copied DICOM module
 
@@ -70,6 +70,6 @@ def write_seg(mask: np.ndarray, series: DicomSeries, path: str | Path) -> Path:
         software_versions=__version__, device_serial_number="none", series_description=f"spider-segment {series.name}"[:64],
         content_label="SPINE", content_description="vertebrae, intervertebral discs, spinal canal")
     path = Path(path)
-    with atomic_file(path, ".dcm") as tmp:
+    with atomic_path(path, ".dcm") as tmp:
         seg.save_as(tmp)
     return path

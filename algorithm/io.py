@@ -7,6 +7,7 @@ import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -90,15 +91,23 @@ def write_image(array: np.ndarray, reference, path: str | Path) -> Path:
     image.CopyInformation(reference)
     path = Path(path)
     suffix = next((sfx for sfx in SUFFIXES if path.name.lower().endswith(sfx)), path.suffix or ".mha")
-    with atomic_file(path, suffix) as tmp:
+    with atomic_path(path, suffix) as tmp:
         sitk.WriteImage(image, tmp, useCompression=True)
     return path
 
 
+def write_text(text: str, path: str | Path) -> Path:
+    """Write a text file atomically: it appears complete or not at all."""
+    path = Path(path)
+    with atomic_path(path, path.suffix) as tmp:
+        Path(tmp).write_text(text)
+    return path
+
+
 @contextmanager
-def atomic_file(path: Path, suffix: str):
-    """A temporary file name beside ``path`` to write to; renamed to ``path`` when the block ends
-    without an error, removed otherwise (``path`` appears complete or not at all)."""
+def atomic_path(path: Path, suffix: str) -> Iterator[str]:
+    """A temporary file name beside ``path`` (hidden, ``.partial-*``) to write to; moved onto
+    ``path`` when the block ends without an exception, removed otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".partial-", dir=path.parent)
     os.close(fd)

@@ -261,7 +261,7 @@ def test_local_run_matches_expected_outputs_and_truth():
 
 
 RUNTIME = ("__main__", "cli", "pipeline", "io", "geometry", "preprocess", "backends", "backend_base", "tensorrt_backend", "postprocess",
-           "distance", "resident", "class_head", "config", "routing", "labels", "dicom", "dicom_seg", "qc", "measure", "model")
+           "distance", "resident", "class_head", "config", "routing", "labels", "dicom", "dicom_seg", "qc", "measure", "model", "cohort", "cohort_table")
 DEVELOPER_TOOLS = ("evaluate", "inspect_data", "benchmark", "synthetic", "samples", "export", "nnunet_baseline")
 
 

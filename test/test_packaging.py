@@ -29,7 +29,7 @@ def test_onnxruntime_builds_are_in_exclusive_extras():
     assert extras["cpu"] == {"onnxruntime", "openvino"} and extras["gpu"] == {"onnxruntime-gpu"}
     assert "onnxruntime" not in base | extras["gpu"] | extras["train"] | extras["test"]  # the GPU machine's extras
     optional = PROJECT["optional-dependencies"]
-    assert sorted(optional["dev"]) == sorted(optional["cpu"] + optional["train"] + optional["test"] + optional["dicom"])
+    assert sorted(optional["dev"]) == sorted(optional["cpu"] + optional["train"] + optional["test"] + optional["dicom"] + optional["cohort"])
 
 
 def test_setuptools_reads_metadata_without_deprecation_warning():
@@ -69,3 +69,4 @@ def test_each_container_flavour_installs_one_onnxruntime_build():
     common = (REPO / "requirements-image.txt").read_text()
     assert re.search(r"onnxruntime-gpu==\d", gpu) and not re.search(r"onnxruntime==", gpu)
     assert re.search(r"onnxruntime==\d", cpu) and "gpu" not in cpu and "onnxruntime" not in common
+    assert not names(PROJECT["optional-dependencies"]["cohort"]) & set(re.findall(r"([A-Za-z0-9_.-]+)==", gpu + cpu + common))  # no Dask in the image
