@@ -240,11 +240,11 @@ def test_numbering_bottom_up_in_lps_and_pir_files(direction):
 def test_max3_matches_scipy_maximum_filter(axes):
     from scipy import ndimage as ndi
 
-    from algorithm.postprocess import _max3
+    from algorithm.postprocess.grid import max3
 
     array = np.random.default_rng(0).integers(0, 9, (7, 11, 13), dtype=np.uint8)
     expected = ndi.maximum_filter(array, size=tuple(3 if a in axes else 1 for a in range(3)))
-    np.testing.assert_array_equal(_max3(array, axes), expected)
+    np.testing.assert_array_equal(max3(array, axes), expected)
 
 
 @pytest.mark.parametrize("canal", [True, False], ids=["with canal", "lateral, no canal"])
