@@ -67,10 +67,10 @@ def postprocess(classes: np.ndarray, spacing: tuple[float, float, float], config
     sub = np.ascontiguousarray(classes[box])
     spacing = tuple(float(s) for s in spacing)
     min_voxels = max(1, math.ceil(config.min_component_mm3 / math.prod(spacing)))
-    verts, discs, canal = clean(sub, min_voxels)
+    records: list[dict] = []
+    verts, discs, canal = clean(sub, spacing, min_voxels, records)
     disc_lut, planes, disc_stats = merge_disc_pieces(discs, spacing)  # disc ids stay raw components; their LUT is applied once
     verts, coarse = split_vertebrae(verts, planes, canal, spacing)
-    records: list[dict] = []
     verts, disc_lut = fit_column(verts, coarse, discs, disc_lut, canal, spacing, records)
     labels = number_structures(verts, discs, disc_lut, disc_stats)
     drop_fragments(labels, min_voxels, records)
