@@ -71,7 +71,7 @@ def postprocess(classes: np.ndarray, spacing: tuple[float, float, float], config
     verts, discs, canal = clean(sub, spacing, min_voxels, records)
     disc_lut, planes, disc_stats = merge_disc_pieces(discs, spacing)  # disc ids stay raw components; their LUT is applied once
     verts, coarse = split_vertebrae(verts, planes, canal, spacing)
-    verts, disc_lut = fit_column(verts, coarse, discs, disc_lut, canal, spacing, records)
+    verts, disc_lut = fit_column(verts, coarse, discs, disc_lut, canal, spacing, box[1].stop == classes.shape[1], records)
     labels = number_structures(verts, discs, disc_lut, disc_stats)
     drop_fragments(labels, min_voxels, records)
     if config.partial_vertebrae:

@@ -71,3 +71,13 @@ def max3(array: np.ndarray, axes: list[int]) -> np.ndarray:
         out = grown
     return out
 
+
+
+def grow_box(box: tuple[slice, ...], reach, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """A box grown by ``reach`` cells (one number per axis) on each side, clipped to ``shape``."""
+    return tuple(slice(max(b.start - r, 0), min(b.stop + r, n)) for b, r, n in zip(box, reach, shape))
+
+
+def cell_index(mm, factor, spacing):
+    """Position in mm along one axis -> fractional coarse cell index (the inverse of cell_mm)."""
+    return (np.asarray(mm) / spacing - (factor - 1) / 2) / factor

@@ -36,9 +36,11 @@ class Params:
     canal_length_mm: float = 40.0  # a canal component shorter than this (along the spine) does not guide the chain
     body_depth_mm: float = 40.0  # without discs, bodies are taken to lie this far in front of the canal's front wall
     min_links: int = 2  # a chain with fewer links (body-disc-body, or a vertebra on the canal) is too short to judge the rest by
+    body_fraction: float = 0.1  # a chain vertebra with less body (in front of the canal) than this fraction of the median is an arch
+    sacrum_ratio: float = 1.3  # what lies below the lowest disc, cut by the inferior edge, and no taller than this many bodies is a vertebra
+    disc_fraction: float = 0.1  # a disc piece off the chain smaller than this fraction of the median chain disc is dropped
     split_ratio: float = 1.6  # a body this many times taller than the median body is cut
-    merge_ratio: float = 1.3  # two adjacent bodies without a disc between them, together at most this tall ...
-    short_ratio: float = 0.5  # ... and one of them at most this tall (times the median body), are one
+    merge_ratio: float = 1.3  # two adjacent bodies without a disc between them, together at most this tall (times the median body), are one
     same_body_ratio: float = 1.5  # two vertebrae touching a disc from the same side merge if together at most this tall
 
 

@@ -48,7 +48,7 @@ class Band:
     bottom: float
 
     @classmethod
-    def of(cls, chain_v: set, chain_d: set, vparts: Parts, dparts: Parts, sp: np.ndarray, canal: np.ndarray, coarse_mm: np.ndarray) -> "Band | None":
+    def of(cls, chain_v: set, chain_d: set, vparts: Parts, dparts: Parts, sp: np.ndarray, canal: np.ndarray, factors) -> "Band | None":
         """From two or more discs; else from the canal (bodies lie P.body_depth_mm in front of its front wall); else None."""
         spans = [vparts.boxes[v][1] for v in chain_v] + [dparts.boxes[d][1] for d in chain_d]
         top, bottom = min(r.start for r in spans) * sp[1], max(r.stop for r in spans) * sp[1]
@@ -65,9 +65,9 @@ class Band:
             return None
         profile = canal.any(axis=0)
         rows = np.flatnonzero(profile.any(axis=1))
-        wall = (profile[rows].argmax(axis=1) + 0.5) * coarse_mm[2]
-        midline = float((np.flatnonzero(canal.any(axis=(1, 2))).mean() + 0.5) * coarse_mm[0])
-        return cls((rows + 0.5) * coarse_mm[1], wall - P.body_depth_mm, wall, midline, top, bottom)
+        wall = cell_mm(profile[rows].argmax(axis=1), factors[2], sp[2])
+        midline = float(cell_mm(np.flatnonzero(canal.any(axis=(1, 2))).mean(), factors[0], sp[0]))
+        return cls(cell_mm(rows, factors[1], sp[1]), wall - P.body_depth_mm, wall, midline, top, bottom)
 
     def line(self, values: np.ndarray, row: np.ndarray) -> np.ndarray:
         """A line (front or back) at rows in mm: interpolated between discs, level beyond the end ones."""
