@@ -140,7 +140,7 @@ def test_numbering_unique_and_bounded():
         verts[0, 12 + 4 * i : 14 + 4 * i] = i + 1
         discs[0, 14 + 4 * i] = i + 1
     discs[0, 2], discs[0, 6], discs[0, 15 + 4 * 29] = 31, 32, 33
-    out = number_structures(verts, discs)
+    out = number_structures(verts, discs, row_mm=4.0)  # rows of 4 mm: the discs lie 16 mm apart, each a level of its own
     for ids in (verts, discs):
         for i in np.unique(ids[ids > 0]):
             assert len(np.unique(out[ids == i])) == 1

@@ -39,19 +39,18 @@ def clean(classes: np.ndarray, spacing, min_voxels: int, records: list[dict]) ->
     return out[0], out[1], out[2]
 
 
-def drop_fragments(labels: np.ndarray, min_voxels: int, records: list[dict]) -> None:
-    """Remove pieces of a structure smaller than min_voxels cut off from it by the splitting (in place)."""
-    ids, n = cc3d.connected_components(labels, connectivity=26, return_N=True)
-    foreground = labels > 0
-    fg_ids = ids[foreground]
-    small = np.bincount(fg_ids, minlength=n + 1) < min_voxels
+def drop_fragments(ids: np.ndarray, min_voxels: int, kind: str, records: list[dict]) -> None:
+    """Remove pieces of a structure smaller than min_voxels (cut off from it by the splitting) from an id map, in place."""
+    pieces, n = cc3d.connected_components(ids, connectivity=26, return_N=True)
+    foreground = ids > 0
+    fg_pieces = pieces[foreground]
+    small = np.bincount(fg_pieces, minlength=n + 1) < min_voxels
     small[0] = False
     if small.any():
-        values = labels[foreground]
-        values[small[fg_ids]] = 0
-        labels[foreground] = values
-        records.append({"action": "dropped", "class": "fragment", "count": int(small.sum()), "reason": "pieces of a structure below the minimum component volume"})
-
+        values = ids[foreground]
+        values[small[fg_pieces]] = 0
+        ids[foreground] = values
+        records.append({"action": "dropped", "class": kind, "count": int(small.sum()), "reason": "pieces below the minimum component volume"})
 
 
 def _canal_in_line(where: np.ndarray, ids: np.ndarray, candidates: np.ndarray, spacing: np.ndarray, records: list[dict]) -> np.ndarray:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import cc3d
 import numpy as np
 
-from .numbering import centroid_rows
 from .params import P
 
 
@@ -31,19 +30,30 @@ class DiscPlane:
         return (np.abs(height) <= half_thickness) & (inplane <= (self.radius + margin) ** 2)
 
 
-def _disc_plane(points: np.ndarray) -> DiscPlane:
-    """Fit a plate to disc voxel positions (N, 3) in mm."""
+def disc_plane(points: np.ndarray) -> DiscPlane:
+    """Fit a plate to disc voxel positions (N, 3) in mm.
+
+    A disc's left-right axis always lies in its plane (discs are wide and never tilt 45 degrees to
+    the side). Seen over less left-right than front-back (a few thick slices), its left-right extent
+    says nothing of its tilt: the normal is fitted in the sagittal plane alone, perpendicular to the
+    disc's axis of largest extent there. Otherwise the normal is the thinner of the two principal axes
+    beside the one closest to left-right.
+    """
     centre = points.mean(axis=0)
     rel = points - centre
-    flat = np.ptp(points[:, 0]) == 0  # a disc seen in one sagittal slice: its normal lies in that slice
-    _, vectors = np.linalg.eigh((rel.T @ rel)[1:, 1:] if flat else rel.T @ rel)  # ascending: the thinnest direction
-    normal = np.concatenate([[0.0], vectors[:, 0]]) if flat else vectors[:, 0]
+    scatter = rel.T @ rel
+    if np.ptp(points[:, 0]) < np.ptp(points[:, 2]):
+        _, vectors = np.linalg.eigh(scatter[1:, 1:])  # ascending: the thinnest sagittal direction first
+        normal = np.concatenate([[0.0], vectors[:, 0]])
+    else:
+        _, vectors = np.linalg.eigh(scatter)
+        side = int(np.argmax(np.abs(vectors[0])))
+        normal = vectors[:, min(set(range(3)) - {side})]  # the smaller eigenvalue of the two left
     return DiscPlane(centre, normal, float(np.sqrt(((rel**2).sum(axis=1) - (rel @ normal) ** 2).max())))
 
 
-def merge_disc_pieces(discs: np.ndarray, spacing: tuple[float, float, float]) -> tuple[np.ndarray, list[DiscPlane], tuple[np.ndarray, np.ndarray]]:
-    """Join each disc piece whose centre lies in the band of a larger disc to it: (LUT of disc ids, the
-    planes, (axis-1 centroid, voxel count) per disc id)."""
+def merge_disc_pieces(discs: np.ndarray, spacing: tuple[float, float, float]) -> tuple[np.ndarray, list[DiscPlane]]:
+    """Join each disc piece whose centre lies in the band of a larger disc to it: (LUT of disc ids, the planes)."""
     stats = cc3d.statistics(discs)
     order = np.argsort(-np.asarray(stats["voxel_counts"])[1:], kind="stable") + 1
     target = np.arange(len(stats["voxel_counts"]))
@@ -54,8 +64,8 @@ def merge_disc_pieces(discs: np.ndarray, spacing: tuple[float, float, float]) ->
         centre = points.mean(axis=0, keepdims=True)
         host = next((h for h, p in planes.items() if p.band(centre, P.cut_mm, P.footprint_mm)[0]), None)
         if host is None:
-            planes[int(d)] = _disc_plane(points[:: max(1, len(points) // 20000)])
+            planes[int(d)] = disc_plane(points[:: max(1, len(points) // 20000)])
         else:
             target[d] = host
-    return target.astype(np.uint32), list(planes.values()), centroid_rows(stats)
+    return target.astype(np.uint32), list(planes.values())
 

@@ -7,26 +7,20 @@ import numpy as np
 
 from algorithm.labels import DISC_OFFSET, MAX_INDEX, PARTIAL_OFFSET
 
+from .params import P
 
-def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray | None = None, disc_stats: tuple | None = None) -> np.ndarray:
-    """Instance ids of vertebrae and discs (disjoint) -> int16 SPIDER labels, numbered bottom-up.
 
-    ``disc_lut`` maps the ids of ``discs`` to disc ids (pieces of one disc share one; 0 drops);
-    ``disc_stats``, the (axis-1 centroid, voxel count) of each id of ``discs`` if already known.
+def number_structures(verts: np.ndarray, discs: np.ndarray, row_mm: float = 1.0) -> np.ndarray:
+    """Vertebra ids and disc ids (disjoint; pieces of one disc share an id) -> int16 SPIDER labels, bottom-up.
 
-    Vertebrae are ordered by their superior-inferior centroid (canonical axis 1): 1 = lowest.
-    A disc takes 200 + k of the nearest vertebra k above it (the largest such disc wins); discs
-    above every vertebra continue the count upwards; any other disc takes the next free number.
-    Beyond 25 vertebrae or discs the smallest are dropped.
+    Vertebrae are ordered by their superior-inferior centroid (canonical axis 1; ``row_mm`` mm a row):
+    1 = lowest. A disc takes 200 + k of the nearest vertebra k above it, discs above every vertebra
+    continue the count upwards: disc 200+k lies between vertebrae k and k+1 by position. Where a larger
+    disc holds that number already, a piece within P.same_level_mm of its height is part of it (the same
+    number); one further off takes the next free number. Beyond 25 vertebrae or discs the smallest are dropped.
     """
     v_rows, v_sizes = _rows_and_sizes(verts)
-    d_rows, d_sizes = disc_stats if disc_stats is not None else _rows_and_sizes(discs)
-    if disc_lut is None:
-        disc_lut = np.arange(len(d_sizes))
-    disc_lut = np.asarray(disc_lut)[: len(d_sizes)]
-    d_sizes_raw, d_sizes = d_sizes, np.bincount(disc_lut, weights=d_sizes, minlength=int(disc_lut.max(initial=0)) + 1)
-    d_sizes[0] = 0
-    d_rows = np.bincount(disc_lut, weights=d_rows * d_sizes_raw, minlength=len(d_sizes)) / np.maximum(d_sizes, 1)
+    d_rows, d_sizes = _rows_and_sizes(discs)
     v_ids = _keep_largest(np.flatnonzero(v_sizes), v_sizes)
     v_ids = v_ids[np.argsort(-v_rows[v_ids], kind="stable")]  # bottom-up
     v_lut = np.zeros(len(v_sizes), dtype=np.int16)
@@ -37,26 +31,27 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray
     wanted = [int(b[0]) + 1 for b in below if len(b)]
     wanted += list(range(len(v_ids) + 1, len(v_ids) + 1 + len(d_ids) - len(wanted)))
     claims: dict[int, int] = {}
-    for d, k in sorted(zip(d_ids, wanted), key=lambda dk: (-d_sizes[dk[0]], d_rows[dk[0]])):  # the largest (then highest) disc below a vertebra claims it
-        if k <= MAX_INDEX and k not in claims:
+    d_lut = np.zeros(len(d_sizes), dtype=np.int16)
+    pending = []
+    for d, k in sorted(zip(d_ids, wanted), key=lambda dk: (-d_sizes[dk[0]], d_rows[dk[0]])):  # the largest (then highest) disc first
+        if k > MAX_INDEX:
+            continue
+        if k not in claims:
             claims[k] = int(d)
-    pending = [int(d) for d in d_ids if int(d) not in claims.values()]
+        elif abs(d_rows[d] - d_rows[claims[k]]) * row_mm > P.same_level_mm:
+            pending.append(int(d))
+            continue
+        d_lut[d] = DISC_OFFSET + k
     free = [k for k in range(max(claims, default=0) + 1, MAX_INDEX + 1)]
     free += [k for k in range(1, MAX_INDEX + 1) if k not in claims and k not in free]
-    claims.update(zip(free, pending))
-    d_lut = np.zeros(len(d_sizes), dtype=np.int16)
-    for k, d in claims.items():
+    for k, d in zip(free, sorted(pending, key=lambda d: -d_rows[d])):
         d_lut[d] = DISC_OFFSET + k
-    return v_lut[verts] + d_lut[disc_lut][discs]
+    return v_lut[verts] + d_lut[discs]
 
 
 def _rows_and_sizes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Axis-1 centroid and voxel count per id (index = id)."""
-    return centroid_rows(cc3d.statistics(np.ascontiguousarray(ids)))
-
-
-def centroid_rows(stats: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Axis-1 centroid and voxel count per id from cc3d statistics."""
+    stats = cc3d.statistics(np.ascontiguousarray(ids))
     sizes = np.asarray(stats["voxel_counts"]).astype(np.int64)
     sizes[0] = 0
     rows = np.nan_to_num(np.asarray(stats["centroids"], dtype=float).reshape(-1, 3)[:, 1])

@@ -14,12 +14,12 @@ def record(action: str, kind: str, ident: int, parts: Parts, mm3: float | None =
             "centre_mm": [round(float(c), 1) for c in parts.centres[ident]], **extra}
 
 
-def final_record(record: dict, labels: np.ndarray, verts: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray, offset: np.ndarray) -> dict:
-    """A record with crop ids replaced by final labels and positions moved to the whole volume."""
+def final_record(record: dict, labels: np.ndarray, verts: np.ndarray, discs: np.ndarray, offset: np.ndarray) -> dict:
+    """A record with crop ids (of ``verts`` or the disc ids ``discs``) replaced by final labels and positions moved to the whole volume."""
     out = dict(record)
 
     def label_of(ident):
-        hit = labels[verts == ident] if out.get("class") == "vertebra" else labels[np.isin(discs, np.flatnonzero(disc_lut == ident))]
+        hit = labels[(verts if out.get("class") == "vertebra" else discs) == ident]
         return int(hit[0]) if hit.size else None
 
     if out["action"] == "trimmed":
