@@ -121,3 +121,14 @@ def test_merges_are_transitive():
     out, merges = merge_and_split_bodies(verts, 8, body_profiles(verts, range(1, 8), band, sp), [{2, 3}], between, sp, [])
     assert len(np.unique(out[verts > 0])) == 5
     assert len(set(np.unique(out[(verts >= 1) & (verts <= 3)]))) == 1
+
+
+def test_a_vertebra_made_only_of_small_pieces_leaves_no_gap_in_the_numbers():
+    """The lowest vertebra, cut to 5 mm by the field of view and bridged to the one above through their
+    disc, is one component with it; split off, it is below the minimum volume and goes before numbering."""
+    classes, _ = spine()
+    y = 10 + 28 * 3  # the lowest vertebra's top row
+    cut = np.ascontiguousarray(classes[:, : y + 5])
+    cut[7:9, y - 8 : y, 20:23] = VERTEBRA
+    out = run(cut, min_component_mm3=5000)
+    assert [int(v) for v in np.unique(out) if v and v != 100] == [1, 2, 3, 201, 202, 203]

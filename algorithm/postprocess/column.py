@@ -23,10 +23,11 @@ from .records import record
 
 
 def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray, canal: np.ndarray, spacing,
-               at_bottom: bool, records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+               edges: tuple[bool, bool], records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Keep the spine column: vertebra ids (and the same on the coarse grid, see split_vertebrae), disc
     component ids and the LUT that maps them to discs (crop arrays) -> (cleaned vertebra ids, new disc LUT);
-    records appended. ``at_bottom``: the crop's last row is the volume's (the field of view's inferior edge).
+    records appended. ``edges``: the crop's first and last rows are the volume's (the field of view's superior
+    and inferior edges).
     Without a chain to judge by (choose_chain), everything is kept."""
     col = Column.of(verts, cv, discs, disc_lut, canal, spacing)
     chain = choose_chain(col)
@@ -36,10 +37,11 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     for v in chain_v:  # what hangs far in front of or behind a chain vertebra is not part of it
         _trim(verts, v, col, band, records)
     profiles = body_profiles(verts, chain_v, band, col.sp)
-    chain_v -= _drop_sacrum(verts, col, chain_d, band, profiles, at_bottom, records)
+    chain_v -= _drop_sacrum(verts, col, chain_d, band, profiles, edges[1], records)
     volumes = {v: float(p.sum()) for v, (p, _) in profiles.items()}
     least = P.body_fraction * float(np.median(list(volumes.values()) or [0]))
-    chain_v -= {v for v in chain_v if volumes.get(v, 0.0) < least and _posterior(col, v, band)}  # an arch, not a vertebra
+    cut = {v for v in chain_v if _at_edge(col, v, verts.shape[1], edges)}  # a vertebra cut by the field of view may show little body
+    chain_v -= {v for v in chain_v - cut if volumes.get(v, 0.0) < least and _posterior(col, v, band)}  # an arch, not a vertebra
     profiles = {v: p for v, p in profiles.items() if v in chain_v}
     _prune_vertebrae(verts, col, chain_v, band, profiles, records)
     d_lut = _prune_discs(col, chain_v, chain_d, band, disc_lut, records)
@@ -58,6 +60,12 @@ def _posterior(col: Column, v: int, band: Band) -> bool:
     """True if piece v's centre lies behind the band's back line: posterior elements, not a body."""
     centre = col.vparts.centres[v]
     return bool(centre[2] > band.line(band.back, centre[1]))
+
+
+def _at_edge(col: Column, v: int, rows: int, edges: tuple[bool, bool]) -> bool:
+    """True if piece v reaches the superior or inferior edge of the field of view."""
+    box = col.vparts.boxes[v][1]
+    return (edges[0] and box.start == 0) or (edges[1] and box.stop == rows)
 
 
 def _trim(verts: np.ndarray, v: int, col: Column, band: Band, records: list[dict]) -> None:
@@ -89,7 +97,7 @@ def _drop_sacrum(verts: np.ndarray, col: Column, chain_d: set, band: Band, profi
     if not rows:
         return set()
     height = (max(r[1] for r in rows) - min(r[0] for r in rows)) * sp[1]
-    cut = at_bottom and any(vparts.boxes[v][1].stop == verts.shape[1] for v in below)
+    cut = any(_at_edge(col, v, verts.shape[1], (False, at_bottom)) for v in below)
     if cut and height <= P.sacrum_ratio * median_height({v: p for v, p in profiles.items() if v not in below}, sp):
         return set()
     for v in below:
@@ -103,6 +111,7 @@ def _prune_vertebrae(verts: np.ndarray, col: Column, chain_v: set, band: Band, p
     vertebra; posterior elements join the chain body at their height; a body's remnant beyond the chain's
     ends stays (its vertebra cut by the field of view); the rest (skin, bowel, the border of the view) goes."""
     vparts, sp = col.vparts, col.sp
+    body_voxels = float(np.median([p.sum() for p, _ in profiles.values()] or [0]))
     median_mm3 = float(np.median(vparts.sizes[list(chain_v)])) if chain_v else 0.0
     middles = {v: (first + len(p) / 2) * sp[1] for v, (p, first) in profiles.items()}
     tall = median_height(profiles, sp) if len(profiles) >= 3 else float(np.median([len(p) for p, _ in profiles.values()] or [0])) * sp[1]
@@ -113,9 +122,12 @@ def _prune_vertebrae(verts: np.ndarray, col: Column, chain_v: set, band: Band, p
         own = verts[box] == v
         if not own.any():
             continue  # dropped already (the sacrum)
-        posterior = _posterior(col, v, band)
-        if not posterior and band.holds(vparts.centres[v], P.front_mm, 0.0) and vparts.sizes[v] >= 0.25 * median_mm3:
+        if vparts.sizes[v] >= P.piece_body_fraction * median_mm3 and band.holds(vparts.centres[v], P.front_mm, 0.0):
             continue  # a body in line with the column
+        body = body_profile(verts, v, box, band, sp)[0].sum()
+        if body >= P.piece_body_fraction * body_voxels and band.holds(vparts.centres[v], P.front_mm, P.posterior_mm):
+            continue  # a body with its arch, in line with the column
+        posterior = _posterior(col, v, band)
         mm3 = float(own.sum() * np.prod(sp))
         dist, nearest = _nearest_chain(col, is_chain, vparts.cells[v], np.nonzero(own), box)
         if float(dist.min()) <= P.attach_mm:

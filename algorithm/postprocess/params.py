@@ -37,6 +37,7 @@ class Params:
     body_depth_mm: float = 40.0  # without discs, bodies are taken to lie this far in front of the canal's front wall
     min_links: int = 2  # a chain with fewer links (body-disc-body, or a vertebra on the canal) is too short to judge the rest by
     body_fraction: float = 0.1  # a chain vertebra with less body (in front of the canal) than this fraction of the median is an arch
+    piece_body_fraction: float = 0.25  # a vertebra off the chain with this fraction of the median vertebra (or body) is a body
     sacrum_ratio: float = 1.3  # what lies below the lowest disc, cut by the inferior edge, and no taller than this many bodies is a vertebra
     disc_fraction: float = 0.1  # a disc piece off the chain smaller than this fraction of the median chain disc is dropped
     split_ratio: float = 1.6  # a body this many times taller than the median body is cut
