@@ -60,7 +60,8 @@ def postprocess(classes: np.ndarray, spacing: tuple[float, float, float], config
     verts, discs, canal = clean(sub, spacing, min_voxels, records)
     disc_lut, planes = merge_disc_pieces(discs, spacing)  # disc ids stay raw components until the column is fitted
     verts, coarse = split_vertebrae(verts, planes, canal, spacing)
-    verts, disc_lut = fit_column(verts, coarse, discs, disc_lut, canal, spacing, (box[1].start == 0, box[1].stop == classes.shape[1]), records)
+    edges = tuple((b.start == 0, b.stop == n) for b, n in zip(box, classes.shape))  # where the crop meets the field of view's edge
+    verts, disc_lut = fit_column(verts, coarse, discs, disc_lut, canal, spacing, edges, records)
     discs = disc_lut[discs]
     drop_fragments(verts, min_voxels, "vertebra", records)
     drop_fragments(discs, min_voxels, "disc", records)

@@ -23,11 +23,11 @@ from .records import record
 
 
 def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: np.ndarray, canal: np.ndarray, spacing,
-               edges: tuple[bool, bool], records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+               edges: tuple[tuple[bool, bool], ...], records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Keep the spine column: vertebra ids (and the same on the coarse grid, see split_vertebrae), disc
     component ids and the LUT that maps them to discs (crop arrays) -> (cleaned vertebra ids, new disc LUT);
-    records appended. ``edges``: the crop's first and last rows are the volume's (the field of view's superior
-    and inferior edges).
+    records appended. ``edges``: per axis, whether the crop's first and last planes are the volume's (the
+    edges of the field of view).
     Without a chain to judge by (choose_chain), everything is kept."""
     col = Column.of(verts, cv, discs, disc_lut, canal, spacing)
     chain = choose_chain(col)
@@ -37,13 +37,13 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     for v in chain_v:  # what hangs far in front of or behind a chain vertebra is not part of it
         _trim(verts, v, col, band, records)
     profiles = body_profiles(verts, chain_v, band, col.sp)
-    chain_v -= _drop_sacrum(verts, col, chain_d, band, profiles, edges[1], records)
+    chain_v -= _drop_sacrum(verts, col, chain_d, band, profiles, edges[1][1], records)
     volumes = {v: float(p.sum()) for v, (p, _) in profiles.items()}
     least = P.body_fraction * float(np.median(list(volumes.values()) or [0]))
-    cut = {v for v in chain_v if _at_edge(col, v, verts.shape[1], edges)}  # a vertebra cut by the field of view may show little body
+    cut = {v for v in chain_v if _at_edge(col, v, verts.shape, edges)}  # a vertebra cut by the field of view may show little body
     chain_v -= {v for v in chain_v - cut if volumes.get(v, 0.0) < least and _posterior(col, v, band)}  # an arch, not a vertebra
     profiles = {v: p for v, p in profiles.items() if v in chain_v}
-    _prune_vertebrae(verts, col, chain_v, band, profiles, records)
+    _prune_vertebrae(verts, col, chain_v, band, profiles, edges, records)
     d_lut = _prune_discs(col, chain_v, chain_d, band, disc_lut, records)
     between = {frozenset((a, b)) for d in chain_d for a in col.contacts[d][0] for b in col.contacts[d][1]}
     same_side = [side for d in chain_d if col.depth(d) >= P.disc_depth_mm for side in col.contacts[d] if len(side) > 1]
@@ -62,10 +62,10 @@ def _posterior(col: Column, v: int, band: Band) -> bool:
     return bool(centre[2] > band.line(band.back, centre[1]))
 
 
-def _at_edge(col: Column, v: int, rows: int, edges: tuple[bool, bool]) -> bool:
-    """True if piece v reaches the superior or inferior edge of the field of view."""
-    box = col.vparts.boxes[v][1]
-    return (edges[0] and box.start == 0) or (edges[1] and box.stop == rows)
+def _at_edge(col: Column, v: int, shape: tuple[int, ...], edges: tuple[tuple[bool, bool], ...]) -> bool:
+    """True if piece v reaches an edge of the field of view (``edges``: per axis, whether the crop's first and
+    last planes are the volume's)."""
+    return any((first and box.start == 0) or (last and box.stop == n) for box, (first, last), n in zip(col.vparts.boxes[v], edges, shape))
 
 
 def _trim(verts: np.ndarray, v: int, col: Column, band: Band, records: list[dict]) -> None:
@@ -97,7 +97,7 @@ def _drop_sacrum(verts: np.ndarray, col: Column, chain_d: set, band: Band, profi
     if not rows:
         return set()
     height = (max(r[1] for r in rows) - min(r[0] for r in rows)) * sp[1]
-    cut = any(_at_edge(col, v, verts.shape[1], (False, at_bottom)) for v in below)
+    cut = any(_at_edge(col, v, verts.shape, ((False, False), (False, at_bottom), (False, False))) for v in below)
     if cut and height <= P.sacrum_ratio * median_height({v: p for v, p in profiles.items() if v not in below}, sp):
         return set()
     for v in below:
@@ -106,10 +106,11 @@ def _drop_sacrum(verts: np.ndarray, col: Column, chain_d: set, band: Band, profi
     return below
 
 
-def _prune_vertebrae(verts: np.ndarray, col: Column, chain_v: set, band: Band, profiles: dict[int, Profile], records: list[dict]) -> None:
+def _prune_vertebrae(verts: np.ndarray, col: Column, chain_v: set, band: Band, profiles: dict[int, Profile], edges, records: list[dict]) -> None:
     """Vertebrae off the chain: bodies in line with the column stay; pieces touching it join the nearest chain
     vertebra; posterior elements join the chain body at their height; a body's remnant beyond the chain's
-    ends stays (its vertebra cut by the field of view); the rest (skin, bowel, the border of the view) goes."""
+    ends stays where it reaches the edge of the field of view (its vertebra cut by it); the rest (skin,
+    bowel, blobs) goes."""
     vparts, sp = col.vparts, col.sp
     body_voxels = float(np.median([p.sum() for p, _ in profiles.values()] or [0]))
     median_mm3 = float(np.median(vparts.sizes[list(chain_v)])) if chain_v else 0.0
@@ -141,7 +142,7 @@ def _prune_vertebrae(verts: np.ndarray, col: Column, chain_v: set, band: Band, p
                 verts[box][own] = target
                 records.append(record("reassigned", "vertebra", v, vparts, mm3, to=[int(target)], reason="posterior element at the height of a chain body"))
                 continue
-            if not posterior:
+            if not posterior and _at_edge(col, v, verts.shape, edges):
                 continue  # a body's remnant beyond the chain's ends: its vertebra cut by the field of view
         verts[box][own] = 0
         records.append(record("dropped", "vertebra", v, vparts, mm3, reason="posterior element without a body" if posterior else "off the spine column"))

@@ -16,11 +16,11 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, row_mm: float = 1.0)
     Vertebrae are ordered by their superior-inferior centroid (canonical axis 1; ``row_mm`` mm a row):
     1 = lowest. A disc takes 200 + k of the nearest vertebra k above it, discs above every vertebra
     continue the count upwards: disc 200+k lies between vertebrae k and k+1 by position. Where a larger
-    disc holds that number already, a piece within P.same_level_mm of its height is part of it (the same
-    number); one further off takes the next free number. Beyond 25 vertebrae or discs the smallest are dropped.
+    disc holds that number already, a piece at its level (_same_level) is part of it (the same number);
+    one further off takes the next free number. Beyond 25 vertebrae or discs the smallest are dropped.
     """
-    v_rows, v_sizes = _rows_and_sizes(verts)
-    d_rows, d_sizes = _rows_and_sizes(discs)
+    v_rows, v_sizes, _ = _rows_and_sizes(verts)
+    d_rows, d_sizes, d_spans = _rows_and_sizes(discs)
     v_ids = _keep_largest(np.flatnonzero(v_sizes), v_sizes)
     v_ids = v_ids[np.argsort(-v_rows[v_ids], kind="stable")]  # bottom-up
     v_lut = np.zeros(len(v_sizes), dtype=np.int16)
@@ -38,7 +38,7 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, row_mm: float = 1.0)
             continue
         if k not in claims:
             claims[k] = int(d)
-        elif abs(d_rows[d] - d_rows[claims[k]]) * row_mm > P.same_level_mm:
+        elif not _same_level(d_rows, d_spans, d, claims[k], row_mm):
             pending.append(int(d))
             continue
         d_lut[d] = DISC_OFFSET + k
@@ -49,13 +49,19 @@ def number_structures(verts: np.ndarray, discs: np.ndarray, row_mm: float = 1.0)
     return v_lut[verts] + d_lut[discs]
 
 
-def _rows_and_sizes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Axis-1 centroid and voxel count per id (index = id)."""
+def _rows_and_sizes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    """Axis-1 centroid, voxel count and axis-1 span (a slice, None where absent) per id (index = id)."""
     stats = cc3d.statistics(np.ascontiguousarray(ids))
     sizes = np.asarray(stats["voxel_counts"]).astype(np.int64)
     sizes[0] = 0
     rows = np.nan_to_num(np.asarray(stats["centroids"], dtype=float).reshape(-1, 3)[:, 1])
-    return rows, sizes
+    return rows, sizes, [box[1] if box is not None else None for box in stats["bounding_boxes"]]
+
+
+def _same_level(rows: np.ndarray, spans: list, a: int, b: int, row_mm: float) -> bool:
+    """True if discs a and b overlap in height (pieces of one tilted disc) or their centres lie within P.same_level_mm."""
+    overlap = min(spans[a].stop, spans[b].stop) > max(spans[a].start, spans[b].start)
+    return overlap or abs(rows[a] - rows[b]) * row_mm <= P.same_level_mm
 
 
 def _keep_largest(ids: np.ndarray, sizes: np.ndarray) -> np.ndarray:
