@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import cc3d
 import numpy as np
 
 from algorithm.distance import distance_mm, nearest_label
@@ -37,7 +38,7 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     for v in chain_v:  # what hangs far in front of or behind a chain vertebra is not part of it
         _trim(verts, v, col, band, records)
     profiles = body_profiles(verts, chain_v, band, col.sp)
-    chain_v -= _drop_sacrum(verts, col, chain_d, band, profiles, edges[1][1], records)
+    chain_v -= _drop_sacrum(verts, col, chain_d, band, edges[1][1], records)
     volumes = {v: float(p.sum()) for v, (p, _) in profiles.items()}
     least = P.body_fraction * float(np.median(list(volumes.values()) or [0]))
     cut = {v for v in chain_v if _at_edge(col, v, verts.shape, edges)}  # a vertebra cut by the field of view may show little body
@@ -48,6 +49,7 @@ def fit_column(verts: np.ndarray, cv: np.ndarray, discs: np.ndarray, disc_lut: n
     between = {frozenset((a, b)) for d in chain_d for a in col.contacts[d][0] for b in col.contacts[d][1]}
     same_side = [side for d in chain_d if col.depth(d) >= P.disc_depth_mm for side in col.contacts[d] if len(side) > 1]
     verts, merges = merge_and_split_bodies(verts, len(col.vparts.sizes), body_profiles(verts, chain_v, band, col.sp), same_side, between, col.sp, records)
+    _drop_sacrum(verts, col, chain_d, band, edges[1][1], records)
     for d in col.dparts.present():  # a disc piece between two bodies now merged lies inside a body
         above, below = ({merges.find(v) for v in side} for side in col.contacts[d])
         if above & below and not col.contacts[d][0] & col.contacts[d][1] and d_lut[d]:
@@ -83,26 +85,33 @@ def _trim(verts: np.ndarray, v: int, col: Column, band: Band, records: list[dict
                             "reason": "part far in front of or behind the column"})
 
 
-def _drop_sacrum(verts: np.ndarray, col: Column, chain_d: set, band: Band, profiles: dict[int, Profile], at_bottom: bool, records: list[dict]) -> set:
-    """Drop the vertebra pieces in line with the column below its lowest disc (no disc below them) unless
-    they are one vertebra cut by the inferior edge of the field of view: reaching that edge and no taller
-    than P.sacrum_ratio bodies. That is where the sacrum lies, which SPIDER does not label. Returns them."""
+def _drop_sacrum(verts: np.ndarray, col: Column, chain_d: set, band: Band, at_bottom: bool, records: list[dict]) -> set:
+    """Drop the vertebrae in line with the column below its lowest disc (no disc below them) unless they are
+    one vertebra cut by the inferior edge of the field of view: reaching that edge and no taller than
+    P.sacrum_ratio bodies. That is where the sacrum lies, which SPIDER does not label. From fresh statistics
+    of ``verts`` (run again once bodies are split: a body fused across the lowest disc is cut there);
+    returns the ids dropped."""
     if not chain_d:
         return set()
-    vparts, sp = col.vparts, col.sp
+    sp = col.sp
+    stats = cc3d.statistics(np.ascontiguousarray(verts))
+    sizes, boxes = np.asarray(stats["voxel_counts"]), stats["bounding_boxes"]
+    centres = np.nan_to_num(np.asarray(stats["centroids"], dtype=float).reshape(-1, 3)) * sp
     floor = max(col.dparts.centres[d][1] for d in chain_d)
-    below = {int(v) for v in vparts.present() if vparts.centres[v][1] > floor and band.holds(vparts.centres[v], P.front_mm, 0.0)}
-    bodies = {v: profiles.get(v) or body_profile(verts, v, vparts.boxes[v], band, sp) for v in below}
-    rows = [(first, first + len(p)) for p, first in bodies.values() if len(p)]
+    ids = [v for v in range(1, len(sizes)) if sizes[v]]
+    below = {v for v in ids if centres[v][1] > floor and band.holds(centres[v], P.front_mm, 0.0)}
+    profiles = {v: body_profile(verts, v, boxes[v], band, sp) for v in ids}
+    rows = [(first, first + len(p)) for v, (p, first) in profiles.items() if v in below and len(p)]
     if not rows:
         return set()
     height = (max(r[1] for r in rows) - min(r[0] for r in rows)) * sp[1]
-    cut = any(_at_edge(col, v, verts.shape, ((False, False), (False, at_bottom), (False, False))) for v in below)
-    if cut and height <= P.sacrum_ratio * median_height({v: p for v, p in profiles.items() if v not in below}, sp):
+    cut = at_bottom and any(boxes[v][1].stop == verts.shape[1] for v in below)
+    if cut and height <= P.sacrum_ratio * median_height({v: p for v, p in profiles.items() if v not in below and len(p[0])}, sp):
         return set()
     for v in below:
-        verts[vparts.boxes[v]][verts[vparts.boxes[v]] == v] = 0
-        records.append(record("dropped", "vertebra", v, vparts, reason="below the lowest disc, where the sacrum lies (SPIDER labels no sacrum)"))
+        verts[boxes[v]][verts[boxes[v]] == v] = 0
+        records.append({"action": "dropped", "class": "vertebra", "volume_ml": round(float(sizes[v] * np.prod(sp)) / 1000, 3),
+                        "centre_mm": [round(float(c), 1) for c in centres[v]], "reason": "below the lowest disc, where the sacrum lies (SPIDER labels no sacrum)"})
     return below
 
 
