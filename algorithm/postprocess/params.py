@@ -18,7 +18,7 @@ class Params:
     seed_fraction: float = 0.05  # seeds below this fraction of the largest seed are not bodies
     attach_mm: float = 8.0  # seedless vertebra pieces this close to a vertebra become part of it
     canal_fraction: float = 0.1  # canal pieces below this fraction of the largest piece are dropped
-    canal_line_mm: float = 10.0  # a canal piece whose centre is further than this from the main canal's line is dropped
+    canal_line_mm: float = 15.0  # a canal piece whose centre is further than this from the main canal's line is dropped
     contact_mm: float = 5.0  # a vertebra this close to a disc touches it (one link of the chain)
     front_mm: float = 5.0  # kept vertebra pieces lie at most this far in front of the discs' front line ...
     posterior_mm: float = 65.0  # ... and at most this far behind their back line (spinous process tips)
