@@ -189,19 +189,17 @@ def _blobs(classes, ref, sp, rng):
     return classes
 
 
-def cases(folder: Path, seeds: int = 2) -> list[tuple[Path, str, int]]:
-    """(mask, kind, seed) of every perturbed case: each mask, each kind, ``seeds`` seeds."""
-    return [(path, kind, seed) for path in sorted(folder.glob("*.mha")) for kind in KINDS for seed in range(seeds)]
+def run(postprocess, folder: Path, seeds: int = 2, unperturbed: bool = True, progress: bool = False) -> dict[str, list[str]]:
+    """kind -> failures ("mask seed: why") of ``postprocess(classes, spacing, config)`` over every case
+    (with ``unperturbed``, each mask's own class map as kind "none" too)."""
+    from tqdm import tqdm
 
-
-def run(postprocess, folder: Path, seeds: int = 2) -> dict[str, list[str]]:
-    """kind -> failures ("mask seed: why") of ``postprocess(classes, spacing, config)`` over every case."""
     from algorithm.config import Config
 
-    failures: dict[str, list[str]] = {kind: [] for kind in ("none", *KINDS)}
-    for path in sorted(folder.glob("*.mha")):
+    failures: dict[str, list[str]] = {kind: [] for kind in ("none",) * unperturbed + KINDS}
+    for path in tqdm(sorted(folder.glob("*.mha")), desc="masks", disable=not progress):
         ref, spacing = reference(path)
-        for kind, seed in [("none", 0)] + [(k, s) for k in KINDS for s in range(seeds)]:
+        for kind, seed in [("none", 0)] * unperturbed + [(k, s) for k in KINDS for s in range(seeds)]:
             classes = to_classes(ref) if kind == "none" else perturb(kind, ref, spacing, 1000 * seed + zlib.crc32(path.stem.encode()) % 1000)
             try:
                 why = chain_error(postprocess(classes, spacing, Config()), ref)
@@ -230,7 +228,7 @@ if __name__ == "__main__":
         postprocess = module.postprocess
     else:
         from algorithm.postprocess import postprocess
-    result = run(postprocess, args.data)
+    result = run(postprocess, args.data, progress=True)
     total = failed = 0
     for kind, fails in result.items():
         n = len(list(args.data.glob("*.mha"))) * (1 if kind == "none" else 2)
