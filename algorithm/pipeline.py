@@ -19,7 +19,7 @@ from algorithm.backends import Backend, load_backend
 from algorithm.class_head import ClassHead, classes_numpy, load_class_head
 from algorithm.config import Config
 from algorithm.dicom import DicomSeries
-from algorithm.geometry import non_sagittal_plane, orientation
+from algorithm.geometry import canonical_to_lps, non_sagittal_plane, orientation
 from algorithm.io import InputError, read_image, write_image
 from algorithm.preprocess import context_slices, pad_to_multiple, preprocess
 from algorithm.resident import Resident, TorchResident, load_resident
@@ -191,16 +191,17 @@ def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmen
     with timer.stage("write"):
         write_image(orient.from_canonical(labels), image, out_path)
     if qc_dir is not None:
-        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions)
+        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions, lambda index: canonical_to_lps(index, orient, image))
     return timer.seconds
 
 
-def write_qc_or_warn(volume: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], qc_dir: Path, out_path: Path, actions: list[dict] | None = None) -> None:
-    """QC picture and volumes of a mask already written (``actions``: post-processing records): a
-    failure here is a warning, the segmentation itself succeeded."""
+def write_qc_or_warn(volume: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], qc_dir: Path, out_path: Path, actions: list[dict] | None = None,
+                     to_lps=None) -> None:
+    """QC picture and volumes of a mask already written (``actions``: post-processing records; ``to_lps``:
+    canonical indices -> LPS mm, see qc.write_qc): a failure here is a warning, the segmentation itself succeeded."""
     from algorithm.qc import write_qc
 
     try:
-        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions)
+        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions, to_lps)
     except Exception as err:  # QC is an extra: never fail a case whose mask is written
         log.warning("%s: QC output failed (%s); the mask was written", out_path.name, error_line(err))
