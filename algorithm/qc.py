@@ -152,7 +152,7 @@ def measurement_panels(levels: Sequence[Level], most: int = MEASURE_PANELS) -> l
     groups: dict[int, list] = {s: [] for s in chosen}
     for level in measured:
         groups[min(chosen, key=lambda s: abs(s - level.slice))].append(level)
-    return [(s, f"measurements in mm, slice {s}" + (" (dashed: measured in a slice nearby)" if any(lv.slice != s for lv in group) else ""), group)
+    return [(s, f"measurements in mm, slice {s}" + (" (dashed: from a slice nearby)" if any(lv.slice != s for lv in group) else ""), group)
             for s, group in groups.items()]
 
 
