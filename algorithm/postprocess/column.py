@@ -124,7 +124,7 @@ def _prune_vertebrae(verts: np.ndarray, col: Column, chain_v: set, band: Band, p
     body_voxels = float(np.median([p.sum() for p, _ in profiles.values()] or [0]))
     median_mm3 = float(np.median(vparts.sizes[list(chain_v)])) if chain_v else 0.0
     middles = {v: (first + len(p) / 2) * sp[1] for v, (p, first) in profiles.items()}
-    tall = median_height(profiles, sp) if len(profiles) >= 3 else float(np.median([len(p) for p, _ in profiles.values()] or [0])) * sp[1]
+    tall = float(np.median([len(p) for p, _ in profiles.values()] or [0])) * sp[1]  # a body's height
     is_chain = np.zeros(int(col.cv.max()) + 1, dtype=bool)
     is_chain[list(chain_v)] = True
     for v in (int(v) for v in vparts.present() if v not in chain_v):
