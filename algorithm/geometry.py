@@ -91,3 +91,16 @@ def canonical_array(image) -> tuple[np.ndarray, tuple[float, float, float]]:
 
     orient = orientation(image.GetDirection(), image.GetSpacing())
     return np.ascontiguousarray(orient.to_canonical(sitk.GetArrayFromImage(image))), orient.spacing
+
+
+def canonical_to_lps(index: np.ndarray, orient: Orientation, image) -> np.ndarray:
+    """Canonical voxel indices (N, 3), possibly fractional, of a SimpleITK image's canonical array ->
+    physical LPS positions in mm (N, 3), by the image's origin, spacing and direction cosines."""
+    index = np.atleast_2d(np.asarray(index, dtype=float))
+    size_kji = image.GetSize()[::-1]  # numpy (k, j, i) shape of the input array
+    kji = np.zeros_like(index)
+    for axis, (source, flip) in enumerate(zip(orient.axes, orient.flips)):
+        kji[:, source] = size_kji[source] - 1 - index[:, axis] if flip else index[:, axis]
+    ijk = kji[:, ::-1] * np.asarray(image.GetSpacing())
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    return np.asarray(image.GetOrigin()) + ijk @ direction.T

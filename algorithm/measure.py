@@ -6,10 +6,12 @@ voxels along left-right. In that slice:
 
 - the vertebral body is the vertebra's part anterior to the canal's front wall (row by row), its
   largest connected piece; a disc is its largest connected piece;
-- the endplate direction u of a disc is the principal axis of the piece (in mm) closer to
-  anterior-posterior; a vertebral body takes the mean direction of the discs above and below it
-  (a body is about as tall as it is deep, so its own principal axes are arbitrary), and its own
-  principal axis only where it has no disc; the height direction v is perpendicular to u;
+- the endplate direction u of a disc is its axis of largest extent (the principal axis of the piece
+  in mm with the larger variance: a disc is far deeper than it is high, at any tilt); a vertebral
+  body takes the mean direction of the discs nearest above and below it by position (a body is
+  about as tall as it is deep, so its own principal axes are arbitrary), where it has none the
+  perpendicular to the canal's local direction, and anterior-posterior where there is no canal
+  either; the height direction v is perpendicular to u;
 - the anterior, middle and posterior heights are the lengths of the piece along v on the lines at
   EDGE_FRACTION of its depth in from the anterior edge, at the middle of its depth, and at
   EDGE_FRACTION in from the posterior edge (depth = extent along u);
@@ -17,7 +19,7 @@ voxels along left-right. In that slice:
   disc's centre, in the canal's own mid-sagittal slice over the disc's height.
 
 A structure too small (under MIN_AREA_MM2 in its slice) or cut by the edge of the image, and a
-disc without canal behind it, get None. Work is done on bounding boxes, so it takes milliseconds.
+disc without canal behind it, get None (a disc still lends its direction to its neighbours). Work is done on bounding boxes, so it takes milliseconds.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 from algorithm.labels import CANAL_LABEL, DISC_OFFSET, PARTIAL_OFFSET, is_disc, is_vertebra
 
+CANAL_REACH_MM = 20.0  # the canal's local direction: its centre line this far above and below a body
 EDGE_FRACTION = 0.15  # anterior / posterior heights: this fraction of the depth in from each edge
 MIN_AREA_MM2 = 20.0  # a structure smaller than this in its mid-sagittal slice is not measured
 SAMPLES_PER_PIXEL = 4  # sampling density along a measuring line
@@ -61,6 +64,7 @@ class Level:
     heights: dict[str, Chord | None]  # anterior, middle, posterior
     canal: Chord | None = None  # discs only: canal AP diameter at this level
     direction: np.ndarray | None = field(default=None, compare=False, repr=False)  # endplate direction u (S-I, A-P)
+    centre: np.ndarray | None = field(default=None, compare=False, repr=False)  # centroid in its slice (S-I, A-P mm)
 
 
 def measure(labels: np.ndarray, spacing) -> list[Level]:
@@ -72,28 +76,58 @@ def measure(labels: np.ndarray, spacing) -> list[Level]:
     canal_box = boxes[CANAL_LABEL - 1] if len(boxes) >= CANAL_LABEL else None
     discs = {value: _measure_one(labels, spacing, value, box, canal_box)
              for value, box in enumerate(boxes, start=1) if box is not None and is_disc(value)}
-    directions = {value: level.direction for value, level in discs.items() if level.direction is not None}
+    placed = [level for level in discs.values() if level.direction is not None]
     levels = []
     for value, box in enumerate(boxes, start=1):
         if box is not None and is_vertebra(value):
-            k = value % PARTIAL_OFFSET
-            near = [directions[d] for d in (DISC_OFFSET + k, DISC_OFFSET + k + 1) if d in directions]
-            levels.append(_measure_one(labels, spacing, value, box, canal_box, _mean_direction(near)))
+            row = _centre_row(labels[box] == value, box[1].start) * spacing[1]
+            near = _neighbours(placed, row, (box[1].stop - box[1].start) * spacing[1])
+            direction = _mean_direction(near) if near else _canal_direction(labels, spacing, canal_box, row)
+            levels.append(_measure_one(labels, spacing, value, box, canal_box, direction))
         elif value in discs:
             levels.append(discs[value])
     return levels
 
 
-def _mean_direction(directions: list[np.ndarray]) -> np.ndarray | None:
-    """Unit mean of unit (S-I, A-P) directions that all point posterior; None for none."""
-    if not directions:
-        return None
-    mean = np.sum(directions, axis=0)
+def _centre_row(crop: np.ndarray, start: int) -> float:
+    """Row (axis 1) of the centroid of a 3D boolean crop whose first row is ``start``."""
+    profile = crop.sum(axis=(0, 2))
+    return start + float((profile * np.arange(len(profile))).sum() / profile.sum())
+
+
+def _neighbours(discs: list[Level], row: float, reach: float) -> list[np.ndarray]:
+    """Directions of the disc nearest above and the one nearest below a body whose centre is at ``row`` mm,
+    each within ``reach`` mm (by position: numbering conventions differ)."""
+    above = [d for d in discs if row - reach <= d.centre[0] < row]
+    below = [d for d in discs if row <= d.centre[0] <= row + reach]
+    nearest = ([max(above, key=lambda d: d.centre[0])] if above else []) + ([min(below, key=lambda d: d.centre[0])] if below else [])
+    return [d.direction for d in nearest]
+
+
+def _canal_direction(labels: np.ndarray, spacing, canal_box, row: float) -> np.ndarray:
+    """Endplate direction from the canal: perpendicular to its centre line within CANAL_REACH_MM of ``row``
+    (all its slices together); anterior-posterior where there is too little canal."""
+    if canal_box is not None:
+        canal = (labels[canal_box] == CANAL_LABEL).any(axis=0)
+        rows = np.flatnonzero(canal.any(axis=1))
+        mm = (rows + canal_box[1].start) * spacing[1]
+        sel = np.abs(mm - row) <= CANAL_REACH_MM
+        if sel.sum() >= 3:
+            middle = np.array([np.flatnonzero(canal[r]).mean() for r in rows[sel]]) * spacing[2]
+            slope = np.polyfit(mm[sel], middle, 1)[0]  # A-P mm per S-I mm along the canal
+            along = np.array([1.0, slope]) / math.hypot(1.0, slope)
+            return np.array([-along[1], along[0]])
+    return np.array([0.0, 1.0])
+
+
+def _mean_direction(directions: list[np.ndarray]) -> np.ndarray:
+    """Unit mean of unit (S-I, A-P) directions, each turned to point posterior."""
+    mean = np.sum([d if d[1] >= 0 else -d for d in directions], axis=0)
     return mean / np.linalg.norm(mean)
 
 
 def _measure_one(labels, spacing, value: int, box, canal_box, direction: np.ndarray | None = None) -> Level:
-    """One structure's measurements; ``direction``: its endplate direction u, else its own principal axis."""
+    """One structure's measurements; ``direction``: its endplate direction u, else (discs) its axis of largest extent."""
     structure = "vertebra" if is_vertebra(value) else "disc"
     s = _mid_slice(labels[box] == value, box[0].start)
     rows = box[1]
@@ -101,12 +135,12 @@ def _measure_one(labels, spacing, value: int, box, canal_box, direction: np.ndar
     if structure == "vertebra":
         piece &= _anterior_to_canal(labels[s, rows] == CANAL_LABEL)
     piece = _largest(piece)
-    if piece.sum() * spacing[1] * spacing[2] < MIN_AREA_MM2:
-        return Level(value, structure, s, dict.fromkeys(HEIGHTS))
-    if _touches_edge(piece, rows, labels.shape[1]):
-        return Level(value, structure, s, dict.fromkeys(HEIGHTS))
     points = (np.argwhere(piece) + (rows.start, 0)) * spacing[1:]
+    if len(points) < 3:
+        return Level(value, structure, s, dict.fromkeys(HEIGHTS))
     centre, u, v = _axes(points, direction)
+    if piece.sum() * spacing[1] * spacing[2] < MIN_AREA_MM2 or _touches_edge(piece, rows, labels.shape[1]):
+        return Level(value, structure, s, dict.fromkeys(HEIGHTS), direction=u, centre=centre)
     mask = np.zeros(labels.shape[1:], bool)
     mask[rows] = piece
     along = (points - centre) @ u
@@ -115,18 +149,23 @@ def _measure_one(labels, spacing, value: int, box, canal_box, direction: np.ndar
     reach = float(np.abs((points - centre) @ v).max()) + max(spacing[1:])
     positions = {"anterior": lo + EDGE_FRACTION * (hi - lo), "middle": (lo + hi) / 2, "posterior": hi - EDGE_FRACTION * (hi - lo)}
     heights = {name: _chord(mask, spacing, centre + a * u, v, -reach, reach) for name, a in positions.items()}
-    if structure == "vertebra" or canal_box is None:
-        return Level(value, structure, s, heights, direction=u)
+    canal = None if structure == "vertebra" else _canal_at(labels, spacing, canal_box, rows, centre, u)
+    return Level(value, structure, s, heights, canal, u, centre)
+
+
+def _canal_at(labels, spacing, canal_box, rows: slice, centre: np.ndarray, u: np.ndarray) -> Chord | None:
+    """The canal's AP diameter along u through a disc's centre, in the canal's own mid-sagittal slice over the disc's rows."""
+    if canal_box is None:
+        return None
     canal_rows = slice(max(rows.start, canal_box[1].start), min(rows.stop, canal_box[1].stop))
     if canal_rows.start >= canal_rows.stop:
-        return Level(value, structure, s, heights, direction=u)
+        return None
     near = labels[canal_box[0], canal_rows] == CANAL_LABEL
     if not near.any():
-        return Level(value, structure, s, heights, direction=u)
+        return None
     cs = _mid_slice(near, canal_box[0].start)
     far = float(np.hypot(*(np.array(labels.shape[1:]) * spacing[1:])))
-    canal = _chord(labels[cs] == CANAL_LABEL, spacing, centre, u, 0.0, far, first=True)
-    return Level(value, structure, s, heights, canal, u)
+    return _chord(labels[cs] == CANAL_LABEL, spacing, centre, u, 0.0, far, first=True)
 
 
 def _mid_slice(crop: np.ndarray, start: int) -> int:
@@ -164,13 +203,12 @@ def _touches_edge(piece: np.ndarray, rows: slice, n_rows: int) -> bool:
 
 
 def _axes(points: np.ndarray, direction: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centroid, endplate direction u (``direction``, else the principal axis closer to A-P;
-    pointing posterior) and height direction v (perpendicular, pointing inferior) of (S-I, A-P)
-    mm points."""
+    """Centroid, endplate direction u (``direction``, else the axis of largest extent; pointing
+    posterior) and height direction v (perpendicular, pointing inferior) of (S-I, A-P) mm points."""
     centre = points.mean(axis=0)
     if direction is None:
-        _, vectors = np.linalg.eigh(np.cov((points - centre).T) if len(points) > 2 else np.eye(2))
-        direction = max(vectors.T, key=lambda e: abs(e[1]))
+        _, vectors = np.linalg.eigh(np.cov((points - centre).T))
+        direction = vectors[:, -1]  # ascending eigenvalues: the last is the axis of largest extent
     u = np.asarray(direction, dtype=float)
     u = u if u[1] >= 0 else -u
     v = np.array([u[1], -u[0]])

@@ -19,7 +19,7 @@ from algorithm.backends import Backend, load_backend
 from algorithm.class_head import ClassHead, classes_numpy, load_class_head
 from algorithm.config import Config
 from algorithm.dicom import DicomSeries
-from algorithm.geometry import non_sagittal_plane, orientation
+from algorithm.geometry import canonical_to_lps, non_sagittal_plane, orientation
 from algorithm.io import InputError, read_image, write_image
 from algorithm.preprocess import context_slices, pad_to_multiple, preprocess
 from algorithm.resident import Resident, TorchResident, load_resident
@@ -240,18 +240,18 @@ def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmen
         else:
             write_image(orient.from_canonical(labels), image, out_path)
     if qc_dir is not None:
-        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions, timer.model)
+        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions, lambda index: canonical_to_lps(index, orient, image), timer.model)
     return timer
 
 
 def write_qc_or_warn(volume: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], qc_dir: Path, out_path: Path, actions: list[dict] | None = None,
-                     model: str = "") -> None:
-    """QC picture and volumes of a mask already written (``actions``: post-processing records;
-    ``model``: the name of the model that segmented it): a failure here is a warning, the
-    segmentation itself succeeded."""
+                     to_lps=None, model: str = "") -> None:
+    """QC picture and volumes of a mask already written (``actions``: post-processing records; ``to_lps``:
+    canonical indices -> LPS mm, see qc.write_qc; ``model``: the name of the model that segmented it):
+    a failure here is a warning, the segmentation itself succeeded."""
     from algorithm.qc import write_qc
 
     try:
-        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions, model)
+        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions, to_lps, model)
     except Exception as err:  # QC is an extra: never fail a case whose mask is written
         log.warning("%s: QC output failed (%s); the mask was written", out_path.name, error_line(err))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from algorithm.measure import Level
 
 PANELS = 3  # sagittal slices shown, centred on the labelled slab
+MEASURE_PANELS = 3  # at most this many measurement panels, one per slice structures were measured in
 MIN_TEXT_PIXELS = 20  # a structure needs this many pixels in a slice to get its number written
 
 
@@ -37,6 +38,17 @@ def structure_volumes(labels: np.ndarray, spacing: tuple[float, float, float]) -
     }
 
 
+def structure_centroids(labels: np.ndarray, to_lps: Callable[[np.ndarray], np.ndarray]) -> dict[str, list[float]]:
+    """Centroid of each structure in physical LPS mm (0.1 mm), keyed by its label value as a string."""
+    from scipy import ndimage as ndi
+
+    values = [int(v) for v in np.unique(labels) if v]
+    if not values:
+        return {}
+    centres = np.array(ndi.center_of_mass(np.ones(labels.shape, bool), labels, values))
+    return {str(v): [round(float(c), 1) for c in point] for v, point in zip(values, to_lps(centres))}
+
+
 def qc_slices(labels: np.ndarray, panels: int = PANELS) -> list[int]:
     """Sagittal slice indices spread over the middle half of the labelled slab (whole volume if empty)."""
     hit = np.flatnonzero(np.asarray(labels).any(axis=(1, 2)))
@@ -46,12 +58,15 @@ def qc_slices(labels: np.ndarray, panels: int = PANELS) -> list[int]:
     return sorted({int(round(p)) for p in picks})
 
 
-def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, name: str, actions: list[dict] | None = None, model: str = "") -> tuple[Path, Path]:
+def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, name: str, actions: list[dict] | None = None,
+             to_lps: Callable[[np.ndarray], np.ndarray] | None = None, model: str = "") -> tuple[Path, Path]:
     """Write <name>_qc.png, <name>_volumes.json (volumes and measurements) and
     <name>_measurements.csv into out_dir; return the PNG and JSON paths.
 
     ``actions``: post-processing records (postprocess's ``log``), written under "postprocess";
-    ``model``: the name of the model that segmented it, written under "model".
+    ``to_lps``: canonical voxel indices (N, 3) -> physical LPS mm, for each structure's centroid
+    ("centroids_lps_mm"; geometry.canonical_to_lps); ``model``: the name of the model that segmented
+    it, written under "model".
 
     volume and labels are canonical arrays (sagittal slices, superior->inferior, anterior->posterior).
     """
@@ -62,6 +77,8 @@ def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, nam
     png, js = out_dir / f"{name}_qc.png", out_dir / f"{name}_volumes.json"
     levels = measure(labels, spacing)
     record = {**({"model": model} if model else {}), **structure_volumes(labels, spacing), "measurements": as_json(levels)}
+    if to_lps is not None:
+        record["centroids_lps_mm"] = structure_centroids(labels, to_lps)
     if actions is not None:
         record["postprocess"] = {"frame": "mm from the first voxel: right->left, superior->inferior, anterior->posterior", "actions": actions}
     js.write_text(json.dumps(record, indent=2) + "\n")
@@ -89,11 +106,7 @@ def _plot(volume: np.ndarray, labels: np.ndarray, spacing, path: Path, title: st
     import matplotlib.pyplot as plt
 
     slices = qc_slices(labels)
-    measured = [level.slice for level in levels if level.slice is not None]
-    panels = [(s, f"sagittal slice {s}") for s in slices]
-    if measured:
-        mid = int(np.bincount(measured).argmax())
-        panels.append((mid, f"measurements in mm, on slice {mid}"))
+    panels = [(s, f"sagittal slice {s}", ()) for s in slices] + measurement_panels(levels)
     values = np.unique(labels)
     lut = np.zeros((int(values.max()) + 1 if len(values) else 1, 4))
     lut[values] = _colours(values)
@@ -103,14 +116,14 @@ def _plot(volume: np.ndarray, labels: np.ndarray, spacing, path: Path, title: st
     width = 4.0
     fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), width * rows / cols + 0.6), squeeze=False)
     outline = [effects.withStroke(linewidth=2, foreground="black")]
-    for k, (ax, (s, caption)) in enumerate(zip(axes[0], panels)):
+    for k, (ax, (s, caption, drawn)) in enumerate(zip(axes[0], panels)):
         extent = (0, cols, rows, 0)  # mm, so every pixel has its true aspect
         ax.imshow(volume[s], cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, extent=extent, interpolation="nearest")
         overlay = lut[labels[s]]
         overlay[..., 3] *= 0.45
         ax.imshow(overlay, extent=extent, interpolation="nearest")
-        if k == len(slices):
-            _draw_measurements(ax, levels, spacing, outline)
+        if k >= len(slices):
+            _draw_measurements(ax, drawn, s, spacing, outline)
         else:
             for v in values[values > 0]:
                 r, c = np.nonzero(labels[s] == v)
@@ -128,17 +141,36 @@ def _plot(volume: np.ndarray, labels: np.ndarray, spacing, path: Path, title: st
 MEASURE_COLOURS = {"vertebra": "cyan", "disc": "magenta", "canal": "yellow"}
 
 
-def _draw_measurements(ax, levels: Sequence[Level], spacing, outline) -> None:
-    """Each measured chord as a line (pixel centres lie half a pixel into the mm extent); the
-    middle height of each structure written in front of it, the canal diameter behind the canal."""
+def measurement_panels(levels: Sequence[Level], most: int = MEASURE_PANELS) -> list[tuple[int, str, list]]:
+    """(slice, caption, levels) of each measurement panel: one per slice structures were measured in, the
+    ``most`` slices with the most structures; a structure measured in another slice goes on the panel
+    nearest to it and is drawn dashed (its lines belong to a slice a few millimetres away)."""
+    measured = [level for level in levels if level.slice is not None and any(c is not None for c in level.heights.values())]
+    if not measured:
+        return []
+    counts = np.bincount([level.slice for level in measured])
+    chosen = sorted(np.argsort(-counts, kind="stable")[: min(most, int((counts > 0).sum()))].tolist())
+    groups: dict[int, list] = {s: [] for s in chosen}
+    for level in measured:
+        groups[min(chosen, key=lambda s: abs(s - level.slice))].append(level)
+    return [(s, f"measurements in mm, slice {s}" + (" (dashed: from a slice nearby)" if any(lv.slice != s for lv in group) else ""), group)
+            for s, group in groups.items()]
+
+
+def _draw_measurements(ax, levels: Sequence[Level], shown: int, spacing, outline) -> None:
+    """Each measured chord as a line (pixel centres lie half a pixel into the mm extent), dashed where the
+    structure was measured in another slice than ``shown``; the middle height of each structure written in
+    front of it, the canal diameter behind the canal."""
     shift = np.array([spacing[1], spacing[2]]) / 2
 
-    def line(chord, colour) -> np.ndarray:
-        ends = np.array([chord.start, chord.end]) + shift  # (S-I, A-P) mm
-        ax.plot(ends[:, 1], ends[:, 0], color=colour, linewidth=0.9)
-        return ends
-
     for level in levels:
+        style = "-" if level.slice == shown else "--"
+
+        def line(chord, colour, style=style) -> np.ndarray:
+            ends = np.array([chord.start, chord.end]) + shift  # (S-I, A-P) mm
+            ax.plot(ends[:, 1], ends[:, 0], color=colour, linewidth=0.9, linestyle=style)
+            return ends
+
         colour = MEASURE_COLOURS[level.structure]
         ends = {name: line(chord, colour) for name, chord in level.heights.items() if chord is not None}
         if "middle" in ends:

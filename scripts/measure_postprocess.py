@@ -39,11 +39,15 @@ KEYS = ("DiceScoreVertebrae", "DiceScoreDiscs", "ClassDiceVertebrae", "ClassDice
 
 
 def load_baseline(ref: str):
-    """algorithm/postprocess.py as it is at git ``ref``, imported as a separate module."""
-    source = subprocess.run(["git", "show", f"{ref}:algorithm/postprocess.py"], cwd=REPO, check=True, capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "baseline_postprocess.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("baseline_postprocess", path)
+    """algorithm/postprocess (a module or, since issue 21, a package) as it is at git ``ref``, imported
+    separately as ``baseline_postprocess``."""
+    folder = Path(tempfile.mkdtemp())
+    is_package = not subprocess.run(["git", "cat-file", "-e", f"{ref}:algorithm/postprocess/__init__.py"], cwd=REPO, capture_output=True).returncode
+    archive = subprocess.run(["git", "archive", ref, "algorithm/postprocess" + ("" if is_package else ".py")], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    package = folder / "algorithm" / "postprocess"
+    path, search = (package / "__init__.py", [str(package)]) if is_package else (folder / "algorithm" / "postprocess.py", None)
+    spec = importlib.util.spec_from_file_location("baseline_postprocess", path, submodule_search_locations=search)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)

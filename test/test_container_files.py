@@ -266,10 +266,13 @@ DEVELOPER_TOOLS = ("evaluate", "inspect_data", "benchmark", "synthetic", "sample
 
 
 def runtime_imports(name: str) -> set[str]:
-    """Every module that algorithm/<name>.py imports, lazily inside a function too."""
+    """Every module that algorithm/<name>.py (or every file of the package algorithm/<name>/) imports,
+    lazily inside a function too."""
     import ast
 
-    tree = ast.parse((REPO / "algorithm" / f"{name}.py").read_text())
+    package = REPO / "algorithm" / name
+    files = sorted(package.glob("*.py")) if package.is_dir() else [REPO / "algorithm" / f"{name}.py"]
+    tree = ast.Module(body=[node for f in files for node in ast.parse(f.read_text()).body], type_ignores=[])
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -279,7 +282,8 @@ def runtime_imports(name: str) -> set[str]:
 
 def test_runtime_and_tools_are_separate_packages():
     """algorithm/ holds what the container runs, spider_tools/ the developer tools."""
-    assert {p.stem for p in (REPO / "algorithm").glob("*.py")} == set(RUNTIME) | {"__init__"}, "classify the new module"
+    subpackages = {p.parent.name for p in (REPO / "algorithm").glob("*/__init__.py")}
+    assert {p.stem for p in (REPO / "algorithm").glob("*.py")} | subpackages == set(RUNTIME) | {"__init__"}, "classify the new module"
     assert {p.stem for p in (REPO / "spider_tools").glob("*.py")} == set(DEVELOPER_TOOLS) | {"__init__"}, "classify the new module"
 
 

@@ -140,7 +140,7 @@ def test_numbering_unique_and_bounded():
         verts[0, 12 + 4 * i : 14 + 4 * i] = i + 1
         discs[0, 14 + 4 * i] = i + 1
     discs[0, 2], discs[0, 6], discs[0, 15 + 4 * 29] = 31, 32, 33
-    out = number_structures(verts, discs)
+    out = number_structures(verts, discs, row_mm=4.0)  # rows of 4 mm: the discs lie 16 mm apart, each a level of its own
     for ids in (verts, discs):
         for i in np.unique(ids[ids > 0]):
             assert len(np.unique(out[ids == i])) == 1
@@ -240,11 +240,11 @@ def test_numbering_bottom_up_in_lps_and_pir_files(direction):
 def test_max3_matches_scipy_maximum_filter(axes):
     from scipy import ndimage as ndi
 
-    from algorithm.postprocess import _max3
+    from algorithm.postprocess.grid import max3
 
     array = np.random.default_rng(0).integers(0, 9, (7, 11, 13), dtype=np.uint8)
     expected = ndi.maximum_filter(array, size=tuple(3 if a in axes else 1 for a in range(3)))
-    np.testing.assert_array_equal(_max3(array, axes), expected)
+    np.testing.assert_array_equal(max3(array, axes), expected)
 
 
 @pytest.mark.parametrize("canal", [True, False], ids=["with canal", "lateral, no canal"])

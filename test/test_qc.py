@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from algorithm.qc import qc_slices, structure_volumes, write_qc
 
@@ -63,3 +64,33 @@ def test_write_qc_lists_postprocessing_actions(tmp_path):
     actions = [{"action": "dropped", "class": "vertebra", "volume_ml": 1.2, "centre_mm": [1.0, 2.0, 3.0], "reason": "off the spine column"}]
     _, js = write_qc(volume, labels, (2.0, 0.5, 1.0), tmp_path, "case", actions)
     assert json.loads(js.read_text())["postprocess"]["actions"] == actions
+
+
+def test_each_structure_is_drawn_on_the_panel_of_the_slice_it_was_measured_in():
+    from algorithm.measure import Chord, Level
+    from algorithm.qc import measurement_panels
+
+    chord = Chord((0.0, 0.0), (10.0, 0.0))
+    levels = [Level(label, "disc", s, {"middle": chord}) for label, s in ((201, 3), (202, 3), (203, 4), (204, 9))]
+    panels = measurement_panels(levels)
+    assert [(s, [lv.label for lv in group]) for s, _, group in panels] == [(3, [201, 202]), (4, [203]), (9, [204])]
+    assert not any("dashed" in caption for _, caption, _ in panels)
+    (s, caption, group), *_ = measurement_panels(levels, most=1)
+    assert s == 3 and [lv.label for lv in group] == [201, 202, 203, 204] and "dashed" in caption
+
+
+def test_centroids_in_physical_lps_mm(tmp_path):
+    sitk = pytest.importorskip("SimpleITK")
+    from algorithm.geometry import canonical_to_lps, orientation
+
+    array = np.zeros((6, 40, 30), np.int16)  # a PIR file: ITK (x, y, z) = (posterior, inferior, right) -> numpy (z, y, x)
+    array[2, 10, 20] = 5  # ITK index (20, 10, 2)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.5, 0.8, 3.0))
+    image.SetOrigin((10.0, -20.0, 30.0))
+    image.SetDirection((0, 0, -1, 1, 0, 0, 0, -1, 0))
+    orient = orientation(image.GetDirection(), image.GetSpacing())
+    canonical = orient.to_canonical(sitk.GetArrayFromImage(image))
+    _, js = write_qc(np.zeros(canonical.shape, np.float32), canonical, orient.spacing, tmp_path, "c", to_lps=lambda i: canonical_to_lps(i, orient, image))
+    want = image.TransformContinuousIndexToPhysicalPoint((20.0, 10.0, 2.0))
+    assert np.allclose(json.loads(js.read_text())["centroids_lps_mm"]["5"], want, atol=0.05)
