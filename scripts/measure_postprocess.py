@@ -56,9 +56,9 @@ def load_baseline(ref: str):
 
 def model_key(model_dir: Path) -> str:
     digest = hashlib.sha1()
-    for path in sorted(model_dir.iterdir()):
+    for path in sorted(model_dir.rglob("*")):  # a model folder, or a root of model folders
         if path.is_file():
-            digest.update(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode())
+            digest.update(f"{path.relative_to(model_dir)}:{path.stat().st_size}:{path.stat().st_mtime_ns}".encode())
     return digest.hexdigest()[:12]
 
 
@@ -97,7 +97,7 @@ def score_set(names: list[str], folder: Path, versions: dict, segmenter, cache: 
         image, spacing = canonical(folder / "images" / f"{name}.mha")
         ref, _ = canonical(folder / "masks" / f"{name}.mha")
         classes = predicted(name, image, spacing, segmenter, cache)
-        labels = {version: postprocess(classes, spacing, segmenter.config) for version, postprocess in versions.items()}
+        labels = {version: postprocess(classes, spacing, segmenter.for_spacing(spacing[0]).config) for version, postprocess in versions.items()}
         for version in versions:
             out[version][name] = {**evaluate_case(ref, labels[version], spacing, surface=False), **changed(labels, version)}
     return out
@@ -152,7 +152,7 @@ def time_versions(versions: dict, segmenter, cache: Path, repeats: int) -> dict[
     for _ in range(repeats):
         for version, postprocess in versions.items():
             start = time.perf_counter()
-            postprocess(classes, orient.spacing, segmenter.config)
+            postprocess(classes, orient.spacing, segmenter.for_spacing(orient.spacing[0]).config)
             seconds[version].append(time.perf_counter() - start)
     return {v: float(np.median(s)) for v, s in seconds.items()} | {"shape": list(classes.shape)}
 
@@ -160,7 +160,7 @@ def time_versions(versions: dict, segmenter, cache: Path, repeats: int) -> dict[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="main", help="git ref of the post-processing to compare with (default main)")
-    parser.add_argument("--model", type=Path, default=REPO / "algorithm" / "resources" / "model")
+    parser.add_argument("--model", type=Path, default=REPO / "algorithm" / "resources" / "models")
     parser.add_argument("--cache", type=Path, default=REPO / "out" / "measure_cache")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-timing", action="store_true")
@@ -168,10 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from spider_tools.evaluate import STRAY_FAR_MM
-    from algorithm.pipeline import Segmenter
+    from algorithm.pipeline import Models
     from algorithm.postprocess import postprocess
 
-    segmenter = Segmenter.load(args.model)
+    segmenter = Models(args.model)  # each volume's model by its slice spacing
     cache = args.cache / model_key(args.model)
     cache.mkdir(parents=True, exist_ok=True)
     versions = {f"old ({args.baseline})": load_baseline(args.baseline), "new (this tree)": postprocess}
