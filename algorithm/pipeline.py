@@ -68,8 +68,9 @@ class Segmenter:
     name: str = ""  # the model folder's name
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto", batch_size: int | None = None, mirror: bool = False) -> "Segmenter":
-        model_dir = model_folder(model_dir)
+    def load(cls, model_dir: str | Path, backend: str = "auto", device: str = "auto", batch_size: int | None = None, mirror: bool = False) -> "Segmenter":
+        """The model in one model folder (a folder of several: ``Models``)."""
+        model_dir = Path(model_dir)
         config = Config.load(model_dir)
         chosen = load_backend(model_dir, config, backend, device)
         head = load_class_head(chosen.device)
