@@ -58,16 +58,20 @@ def plot_curves(rows: list[dict], path: Path) -> None:
         pts = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key) not in ("", None)]
         return zip(*pts) if pts else ((), ())
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6) if not any(":" in key for key in (rows[0] if rows else {})) else (15, 6))
     a.plot(*series("loss"), label="train loss (Dice + CE)")
     a.set_xlabel("epoch")
     a.set_yscale("log")
     a.legend()
-    for key in ("ClassDiceVertebrae", "ClassDiceDiscs", "ClassDiceSpinalCanal"):
-        b.plot(*series(key), marker="o", label=key.replace("ClassDice", ""))
+    named_sets = [key for key in (rows[0] if rows else {}) if ":" in key]  # --validation 2d: "<set>:<class>", pooled
+    for key in ("ClassDiceVertebrae", "ClassDiceDiscs", "ClassDiceSpinalCanal", *named_sets):
+        if any(r.get(key) not in ("", None) for r in rows):
+            b.plot(*series(key), marker="o", markersize=3, label=key.replace("ClassDice", ""))
+    if named_sets:
+        b.plot(*series("mean"), marker="o", color="black", linewidth=2.5, label="selection score")
     b.set_xlabel("epoch")
     b.set_ylabel("validation class Dice (post-processed)")
-    b.legend()
+    b.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
