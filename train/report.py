@@ -71,7 +71,8 @@ def plot_curves(rows: list[dict], path: Path) -> None:
         b.plot(*series("mean"), marker="o", color="black", linewidth=2.5, label="selection score")
     b.set_xlabel("epoch")
     b.set_ylabel("validation class Dice (post-processed)")
-    b.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if b.get_legend_handles_labels()[0]:  # no validation yet: nothing to name
+        b.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
