@@ -33,6 +33,15 @@ def classes_numpy(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return resample_inplane(logits, tuple(shape), order=1).argmax(axis=1).astype(np.uint8)
 
 
+def chosen_probability(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Logits (N, K, h, w) -> float32 (N, H, W) at ``shape``: the softmax probability of the class
+    the network chose (its largest), resampled linearly like the logits."""
+    logits = logits.astype(np.float32, copy=False)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    top = (1.0 / exp.sum(axis=1, keepdims=True)).astype(np.float32)  # the largest exp is 1
+    return resample_inplane(top, tuple(shape), order=1)[:, 0]
+
+
 class ClassHead:
     """The ONNX graph of this module in an ONNX Runtime session on ``device``."""
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from algorithm.backend_base import error_line
 from algorithm.backends import Backend, load_backend
-from algorithm.class_head import ClassHead, classes_numpy, load_class_head
+from algorithm.class_head import ClassHead, chosen_probability, classes_numpy, load_class_head
 from algorithm.config import Config
 from algorithm.dicom import DicomSeries
 from algorithm.geometry import canonical_to_lps, non_sagittal_plane, orientation
@@ -159,7 +159,7 @@ def batches(n: int, size: int, progress: bool = False) -> Iterable[range]:
 
 
 def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter | Models, timer: Timer | None = None,
-                    progress: bool = False) -> np.ndarray:
+                    progress: bool = False, probability: np.ndarray | None = None) -> np.ndarray:
     """Canonical image volume -> uint8 class map on the same grid.
 
     Slices go through the network at the model's spacing; logits are resampled linearly back to
@@ -167,7 +167,9 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
     Batches are built on the network's device where the backend allows (algorithm.resident),
     else on the host; a device-side run that fails falls back to the host for good, with a warning.
     A model still loading is waited for after preprocessing (the wait counts as predict time).
-    ``Models`` choose the model by the sagittal spacing ``spacing[0]``.
+    ``Models`` choose the model by the sagittal spacing ``spacing[0]``. ``probability``, a float
+    array of the volume's shape, receives the network's probability of the class it chose at each
+    voxel (``class_head.chosen_probability``; batches then go through the host path).
     """
     timer = timer or Timer()
     if isinstance(segmenter, Models):
@@ -180,7 +182,7 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
             segmenter = segmenter.result()
         classes = np.empty(volume.shape, dtype=np.uint8)
         fill = float(pp.min())
-        if segmenter.resident is not None and not segmenter.mirror:
+        if segmenter.resident is not None and not segmenter.mirror and probability is None:
             try:
                 uploaded = segmenter.resident.upload(pp)
                 for idx in batches(volume.shape[0], segmenter.batch_size, progress):
@@ -192,19 +194,23 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
         for idx in batches(volume.shape[0], segmenter.batch_size, progress):
             batch = np.stack([context_slices(pp, i, spacing[0], segmenter.config) for i in idx])
             batch, crop = pad_to_multiple(batch, segmenter.config.divisor, fill)
-            classes[idx.start : idx.stop] = segmenter.classes(segmenter.logits(batch), volume.shape[1:], crop)
+            logits = segmenter.logits(batch)
+            classes[idx.start : idx.stop] = segmenter.classes(logits, volume.shape[1:], crop)
+            if probability is not None:
+                probability[idx.start : idx.stop] = chosen_probability(logits[..., : crop[0], : crop[1]], volume.shape[1:])
     return classes
 
 
-def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter | Models, timer: Timer | None = None, progress: bool = False, actions: list[dict] | None = None) -> np.ndarray:
+def segment_volume(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter | Models, timer: Timer | None = None, progress: bool = False,
+                   actions: list[dict] | None = None, probability: np.ndarray | None = None) -> np.ndarray:
     """Canonical image volume -> int16 SPIDER instance labels on the same grid (``actions``: a list that
-    receives the post-processing records)."""
+    receives the post-processing records; ``probability``: see ``predict_classes``)."""
     from algorithm.postprocess import postprocess
 
     timer = timer or Timer()
     if isinstance(segmenter, Models):
         segmenter = segmenter.for_spacing(spacing[0])
-    classes = predict_classes(volume, spacing, segmenter, timer, progress)
+    classes = predict_classes(volume, spacing, segmenter, timer, progress, probability)
     with timer.stage("postprocess"):
         return postprocess(classes, spacing, segmenter.config, actions).astype(np.int16, copy=False)
 
@@ -232,7 +238,8 @@ def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmen
         orient = orientation(image.GetDirection(), image.GetSpacing())
         volume = orient.to_canonical(sitk.GetArrayViewFromImage(image))
     actions: list[dict] | None = [] if qc_dir is not None else None
-    labels = segment_volume(volume, orient.spacing, segmenter, timer, progress, actions)
+    probability = np.empty(volume.shape, np.float32) if qc_dir is not None else None
+    labels = segment_volume(volume, orient.spacing, segmenter, timer, progress, actions, probability)
     with timer.stage("write"):
         if str(out_path).endswith(".dcm"):  # --format dicom-seg: only DICOM series get here (cli.run)
             from algorithm.dicom_seg import write_seg
@@ -241,18 +248,19 @@ def segment_file(in_path: str | Path | DicomSeries, out_path: str | Path, segmen
         else:
             write_image(orient.from_canonical(labels), image, out_path)
     if qc_dir is not None:
-        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions, lambda index: canonical_to_lps(index, orient, image), timer.model)
+        write_qc_or_warn(volume, labels, orient.spacing, Path(qc_dir), Path(out_path), actions, lambda index: canonical_to_lps(index, orient, image), timer.model, probability)
     return timer
 
 
 def write_qc_or_warn(volume: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], qc_dir: Path, out_path: Path, actions: list[dict] | None = None,
-                     to_lps=None, model: str = "") -> None:
+                     to_lps=None, model: str = "", probability: np.ndarray | None = None) -> None:
     """QC picture and volumes of a mask already written (``actions``: post-processing records; ``to_lps``:
-    canonical indices -> LPS mm, see qc.write_qc; ``model``: the name of the model that segmented it):
-    a failure here is a warning, the segmentation itself succeeded."""
+    canonical indices -> LPS mm; ``model``: the name of the model that segmented it; ``probability``: the
+    network's probability of its chosen class per voxel; see qc.write_qc): a failure here is a warning,
+    the segmentation itself succeeded."""
     from algorithm.qc import write_qc
 
     try:
-        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions, to_lps, model)
+        write_qc(volume, labels, spacing, qc_dir, out_path.name.split(".")[0], actions, to_lps, model, probability)
     except Exception as err:  # QC is an extra: never fail a case whose mask is written
         log.warning("%s: QC output failed (%s); the mask was written", out_path.name, error_line(err))

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 PANELS = 3  # sagittal slices shown, centred on the labelled slab
 MEASURE_PANELS = 3  # at most this many measurement panels, one per slice structures were measured in
 MIN_TEXT_PIXELS = 20  # a structure needs this many pixels in a slice to get its number written
+REVIEW_PROBABILITY = 0.85  # listed for review below this mean probability (docs/postprocess.md: chosen on 389 structures)
 
 
 def structure_volumes(labels: np.ndarray, spacing: tuple[float, float, float]) -> dict:
@@ -36,6 +37,16 @@ def structure_volumes(labels: np.ndarray, spacing: tuple[float, float, float]) -
         "classes": {name: round(float(ml[sel].sum()), 3) for name, sel in classes.items()},
         "counts": {name: int(sel.sum()) for name, sel in classes.items()},
     }
+
+
+def structure_probabilities(labels: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """Mean network probability of its chosen class over each structure's voxels (3 decimals), keyed
+    by the label value as a string."""
+    flat = np.asarray(labels).ravel().astype(np.int64)
+    offset = flat.min()
+    sums = np.bincount(flat - offset, weights=np.asarray(probability, np.float64).ravel())
+    counts = np.bincount(flat - offset)
+    return {str(int(v)): round(float(sums[v - offset] / counts[v - offset]), 3) for v in np.unique(flat) if v != 0}
 
 
 def structure_centroids(labels: np.ndarray, to_lps: Callable[[np.ndarray], np.ndarray]) -> dict[str, list[float]]:
@@ -59,14 +70,16 @@ def qc_slices(labels: np.ndarray, panels: int = PANELS) -> list[int]:
 
 
 def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, name: str, actions: list[dict] | None = None,
-             to_lps: Callable[[np.ndarray], np.ndarray] | None = None, model: str = "") -> tuple[Path, Path]:
+             to_lps: Callable[[np.ndarray], np.ndarray] | None = None, model: str = "", probability: np.ndarray | None = None) -> tuple[Path, Path]:
     """Write <name>_qc.png, <name>_volumes.json (volumes and measurements) and
     <name>_measurements.csv into out_dir; return the PNG and JSON paths.
 
     ``actions``: post-processing records (postprocess's ``log``), written under "postprocess";
     ``to_lps``: canonical voxel indices (N, 3) -> physical LPS mm, for each structure's centroid
     ("centroids_lps_mm"; geometry.canonical_to_lps); ``model``: the name of the model that segmented
-    it, written under "model".
+    it, written under "model"; ``probability``: the network's probability of its chosen class per
+    voxel (pipeline.predict_classes), averaged per structure ("probability"), the structures below
+    REVIEW_PROBABILITY listed under "review".
 
     volume and labels are canonical arrays (sagittal slices, superior->inferior, anterior->posterior).
     """
@@ -79,6 +92,10 @@ def write_qc(volume: np.ndarray, labels: np.ndarray, spacing, out_dir: Path, nam
     record = {**({"model": model} if model else {}), **structure_volumes(labels, spacing), "measurements": as_json(levels)}
     if to_lps is not None:
         record["centroids_lps_mm"] = structure_centroids(labels, to_lps)
+    if probability is not None:
+        record["probability"] = structure_probabilities(labels, probability)
+        record["review"] = {"below_probability": REVIEW_PROBABILITY,
+                            "structures": sorted((int(v) for v, p in record["probability"].items() if p < REVIEW_PROBABILITY))}
     if actions is not None:
         record["postprocess"] = {"frame": "mm from the first voxel: right->left, superior->inferior, anterior->posterior", "actions": actions}
     js.write_text(json.dumps(record, indent=2) + "\n")

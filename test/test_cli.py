@@ -57,6 +57,20 @@ def test_file_and_folder_modes(tmp_path, tiny_model_dir, backend):
     assert main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "all"), "--model", str(tiny_model_dir), "--backend", backend, "--qc"]) == 0
     assert sorted(p.name for p in (tmp_path / "all").glob("*.mha")) == ["a.mha", "b.mha"]
     assert (tmp_path / "all" / "qc" / "a_qc.png").is_file()
+    record = json.loads((tmp_path / "all" / "qc" / "a_volumes.json").read_text())
+    assert set(record["probability"]) == set(record["structures"]) and all(0.0 <= v <= 1.0 for v in record["probability"].values())
+    assert record["model"] == tiny_model_dir.name and "structures" in record["review"]
+
+
+def test_probability_map_leaves_the_classes_unchanged(tiny_model_dir):
+    from algorithm.pipeline import Segmenter, predict_classes
+
+    segmenter = Segmenter.load(tiny_model_dir, backend="onnxruntime", device="cpu")
+    data = np.random.default_rng(1).standard_normal((5, 40, 36)).astype(np.float32)
+    probability = np.full(data.shape, -1.0, np.float32)
+    with_probability = predict_classes(data, (3.5, 0.9, 0.9), segmenter, probability=probability)
+    assert np.array_equal(with_probability, predict_classes(data, (3.5, 0.9, 0.9), segmenter))
+    assert probability.min() >= 1 / segmenter.config.num_classes - 1e-4 and probability.max() <= 1.0 + 1e-6  # the chosen class's share
 
 
 def test_mirror_averages_both_directions(tiny_model_dir):

@@ -94,3 +94,16 @@ def test_centroids_in_physical_lps_mm(tmp_path):
     _, js = write_qc(np.zeros(canonical.shape, np.float32), canonical, orient.spacing, tmp_path, "c", to_lps=lambda i: canonical_to_lps(i, orient, image))
     want = image.TransformContinuousIndexToPhysicalPoint((20.0, 10.0, 2.0))
     assert np.allclose(json.loads(js.read_text())["centroids_lps_mm"]["5"], want, atol=0.05)
+
+
+def test_qc_json_gives_each_structures_mean_probability_and_the_ones_to_review(tmp_path):
+    from algorithm.qc import REVIEW_PROBABILITY
+
+    labels = np.zeros((4, 20, 10), np.int16)
+    labels[:, 2:8], labels[:, 10:16] = 1, 201
+    probability = np.full(labels.shape, 0.99, np.float32)
+    probability[:, 10:16] = REVIEW_PROBABILITY - 0.1
+    _, js = write_qc(np.zeros(labels.shape), labels, (2.0, 0.5, 1.0), tmp_path, "case", probability=probability)
+    record = json.loads(js.read_text())
+    assert record["probability"] == {"1": pytest.approx(0.99, abs=1e-3), "201": pytest.approx(REVIEW_PROBABILITY - 0.1, abs=1e-3)}
+    assert record["review"] == {"below_probability": REVIEW_PROBABILITY, "structures": [201]}
