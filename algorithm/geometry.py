@@ -85,6 +85,17 @@ def orientation(direction: tuple[float, ...] | np.ndarray, spacing: tuple[float,
     return Orientation(tuple(axes), tuple(flips), tuple(out_spacing))
 
 
+def header_orientation(path) -> tuple[Orientation, tuple[int, ...]]:
+    """A volume file's orientation and ITK size from its header alone (no pixel read); SimpleITK's
+    RuntimeError where the header is unreadable."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    return orientation(reader.GetDirection(), reader.GetSpacing()), reader.GetSize()
+
+
 def canonical_array(image) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A 3D SimpleITK image's voxels in the canonical layout (a contiguous copy), with the canonical spacing."""
     import SimpleITK as sitk

@@ -19,7 +19,7 @@ from algorithm.backends import Backend, load_backend
 from algorithm.class_head import ClassHead, chosen_probability, classes_numpy, load_class_head
 from algorithm.config import Config
 from algorithm.dicom import DicomSeries
-from algorithm.geometry import canonical_to_lps, non_sagittal_plane, orientation
+from algorithm.geometry import canonical_to_lps, header_orientation, non_sagittal_plane, orientation
 from algorithm.io import InputError, read_image, write_image
 from algorithm.preprocess import context_slices, pad_to_multiple, preprocess
 from algorithm.resident import Resident, TorchResident, load_resident
@@ -134,12 +134,7 @@ class Models:
 
     def for_file(self, path: Path) -> LoadingSegmenter:
         """``for_spacing`` from a volume file's header alone (no pixel read)."""
-        import SimpleITK as sitk
-
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        return self.for_spacing(orientation(reader.GetDirection(), reader.GetSpacing()).spacing[0])
+        return self.for_spacing(header_orientation(path)[0].spacing[0])
 
     def raise_if_failed(self) -> None:
         """Re-raise why a model that was needed did not load."""

@@ -88,19 +88,14 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 def volume_info(path: Path) -> Volume:
     """Canonical shape and spacing of a volume file, from its header only."""
-    import SimpleITK as sitk
-
-    from algorithm.geometry import orientation
+    from algorithm.geometry import header_orientation
     from algorithm.io import stem
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        orient, size = header_orientation(path)
     except RuntimeError:
         raise BenchmarkError(f"{path}: cannot read image header") from None
-    orient = orientation(reader.GetDirection(), reader.GetSpacing())
-    array_shape = tuple(reversed(reader.GetSize()))
+    array_shape = tuple(reversed(size))
     return Volume(stem(path), str(path), tuple(int(array_shape[a]) for a in orient.axes), orient.spacing)
 
 
