@@ -1,0 +1,114 @@
+"""Where the synthetic discs go: for each model, what the reference disc pixels of train.score's
+synthetic T1/T2 volumes are predicted as, and disc recall by distance of the slice from the
+centre; optionally the same sets rendered as slab-averaged 2D acquisitions, and a picture.
+
+    PYTHONPATH=$PWD python scripts/synthetic_discs.py MODEL [MODEL ...] [--volumes 8]
+        [--slab-averaged] [--picture discs.png]
+
+``--slab-averaged`` renders each volume with 5 thin slices per thick one and averages them
+(``train.score.thicken``: the partial-volume profile of a real 2D acquisition) instead of
+sampling each thick slice at its centre plane. ``--picture`` draws the central slice of the
+second synthetic T2 volume: image, reference and each model's classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+SUBSLICES = 5
+CLASS_NAMES = ("background", "vertebra", "disc", "canal")
+
+
+def load(item, slab_averaged: bool):
+    """(volume, reference, spacing) of a train.score SyntheticItem, centre-sampled or slab-averaged."""
+    from train.score import ThickItem
+
+    if not slab_averaged:
+        return item.load()
+    axis = int(np.argmax(item.spacing))  # the slice axis has the largest spacing
+    size, spacing = list(item.size), list(item.spacing)
+    size[axis] *= SUBSLICES
+    spacing[axis] /= SUBSLICES
+    fine = dataclasses.replace(item, size=tuple(size), spacing=tuple(spacing))
+    return ThickItem(fine, thickness=item.spacing[axis]).load()
+
+
+def disc_report(model: Path, volumes: int, slab_averaged: bool) -> None:
+    """Print, per synthetic set, where the reference disc pixels go and disc recall by slice position."""
+    from algorithm.labels import to_classes
+    from algorithm.pipeline import Models, segment_volume
+    from train.score import synthetic_sets
+
+    segmenter = Models(model, "torch")
+    for name, items in synthetic_sets().items():
+        confusion = np.zeros((4, 4), np.int64)
+        slices = []  # (distance from the centre as a share of the slice count, recall)
+        for item in items[:volumes]:
+            volume, reference, spacing = load(item, slab_averaged)
+            ref = to_classes(reference.astype(np.int32))
+            pred = to_classes(segment_volume(volume, spacing, segmenter).astype(np.int32))
+            confusion += np.bincount((ref * 4 + pred).ravel(), minlength=16).reshape(4, 4)
+            n = ref.shape[0]
+            for i in range(n):
+                disc = ref[i] == 2
+                if disc.any():
+                    slices.append((abs(i - (n - 1) / 2) / n, (disc & (pred[i] == 2)).sum() / disc.sum()))
+        row = confusion[2] / confusion[2].sum()
+        dice = [2 * confusion[c, c] / (confusion[c].sum() + confusion[:, c].sum()) for c in (1, 2, 3)]
+        print(f"{model} {name}{', slab-averaged' if slab_averaged else ''}: pooled Dice " + " / ".join(f"{d:.3f}" for d in dice)
+              + "; reference disc pixels predicted as "
+              + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASS_NAMES, row))
+              + f"; predicted disc pixels {confusion[:, 2].sum() / confusion[2].sum():.3f}x the reference's")
+        position = np.array(slices)
+        for lo, hi in ((0.0, 0.15), (0.15, 0.3), (0.3, 0.6)):
+            inside = (position[:, 0] >= lo) & (position[:, 0] < hi)
+            print(f"    slices {lo:.2f}-{hi:.2f} of the slice count off centre ({inside.sum()}): disc recall {position[inside, 1].mean():.3f}")
+
+
+def picture(models: list[Path], out: Path) -> None:
+    """The central slice of the second synthetic T2 volume: image, reference, each model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from algorithm.labels import to_classes
+    from algorithm.pipeline import Models, segment_volume
+    from train.score import synthetic_sets
+
+    item = synthetic_sets()["synthetic T2 (24)"][1]
+    volume, reference, spacing = item.load()
+    centre = volume.shape[0] // 2
+    panels = [("image", volume[centre], "gray"), ("reference", to_classes(reference[centre].astype(np.int32)), "tab10")]
+    for model in models:
+        prediction = segment_volume(volume, spacing, Models(model, "torch"))
+        panels.append((str(model), to_classes(prediction[centre].astype(np.int32)), "tab10"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4))
+    for ax, (title, array, cmap) in zip(axes, panels):
+        ax.imshow(array, cmap=cmap, **({} if cmap == "gray" else {"vmin": 0, "vmax": 9, "interpolation": "nearest"}))
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"synthetic T2 {item.name}, central slice: vertebra orange, disc green, canal red")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", type=Path, nargs="+")
+    parser.add_argument("--volumes", type=int, default=8, help="first N volumes of each synthetic set (default 8)")
+    parser.add_argument("--slab-averaged", action="store_true")
+    parser.add_argument("--picture", type=Path)
+    args = parser.parse_args()
+    for model in args.models:
+        disc_report(model, args.volumes, args.slab_averaged)
+    if args.picture:
+        picture(args.models, args.picture)
+
+
+if __name__ == "__main__":
+    main()
