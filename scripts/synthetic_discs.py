@@ -3,11 +3,13 @@ synthetic T1/T2 volumes are predicted as, and disc recall by distance of the sli
 centre; optionally the same sets rendered as slab-averaged 2D acquisitions, and a picture.
 
     PYTHONPATH=$PWD python scripts/synthetic_discs.py MODEL [MODEL ...] [--volumes 8]
-        [--slab-averaged] [--picture discs.png]
+        [--slab-averaged] [--annulus 0.20,0.12] [--picture discs.png]
 
 ``--slab-averaged`` renders each volume with 5 thin slices per thick one and averages them
 (``train.score.thicken``: the partial-volume profile of a real 2D acquisition) instead of
-sampling each thick slice at its centre plane. ``--picture`` draws the central slice of the
+sampling each thick slice at its centre plane. ``--annulus T1,T2`` renders the annulus at these
+relative intensities instead of the generator's (0.27, 0.28: about those of the soft tissue
+around the spine, so that only the bright nucleus shows on T2). ``--picture`` draws the central slice of the
 second synthetic T2 volume: image, reference and each model's classes.
 """
 
@@ -59,7 +61,7 @@ def disc_report(model: Path, volumes: int, slab_averaged: bool) -> None:
                     slices.append((abs(i - (n - 1) / 2) / n, (disc & (pred[i] == 2)).sum() / disc.sum()))
         row = confusion[2] / confusion[2].sum()
         dice = [2 * confusion[c, c] / (confusion[c].sum() + confusion[:, c].sum()) for c in (1, 2, 3)]
-        print(f"{model} {name}{', slab-averaged' if slab_averaged else ''}: pooled Dice " + " / ".join(f"{d:.3f}" for d in dice)
+        print(f"{model} {name}, first {min(volumes, len(items))}{', slab-averaged' if slab_averaged else ''}: pooled Dice " + " / ".join(f"{d:.3f}" for d in dice)
               + "; reference disc pixels predicted as "
               + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASS_NAMES, row))
               + f"; predicted disc pixels {confusion[:, 2].sum() / confusion[2].sum():.3f}x the reference's")
@@ -102,8 +104,13 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--volumes", type=int, default=8, help="first N volumes of each synthetic set (default 8)")
     parser.add_argument("--slab-averaged", action="store_true")
+    parser.add_argument("--annulus", help="T1,T2 relative intensities of the annulus (default: the generator's)")
     parser.add_argument("--picture", type=Path)
     args = parser.parse_args()
+    if args.annulus:
+        from spider_tools import synthetic
+
+        synthetic.TISSUES["annulus"] = tuple(float(v) for v in args.annulus.split(","))
     for model in args.models:
         disc_report(model, args.volumes, args.slab_averaged)
     if args.picture:
