@@ -65,7 +65,9 @@ def model_dir(arg: Path | None) -> Path | None:
         return arg
     if os.environ.get(MODEL_ENV):
         return Path(os.environ[MODEL_ENV])
-    if (GC_MODEL_DIR / "config.json").is_file() or any(GC_MODEL_DIR.glob("*/config.json")):
+    from algorithm.routing import holds_model
+
+    if holds_model(GC_MODEL_DIR):
         return GC_MODEL_DIR
     return None
 

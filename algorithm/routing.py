@@ -15,12 +15,23 @@ from algorithm.config import CONFIG_NAME, Config
 from algorithm.io import InputError
 
 
-def model_folders(root: Path) -> dict[Path, Config]:
-    """The model folders of a model root with their configs: the root itself when it holds a
-    config, else its subfolders that do (sorted by name). Raises InputError when there is none."""
+def _folders(root: Path) -> list[Path]:
+    """The model folders of a model root: the root itself when it holds a config, else its
+    subfolders that do (sorted by name); none where neither."""
     if (root / CONFIG_NAME).is_file():
-        return {root: Config.load(root)}
-    folders = sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file()) if root.is_dir() else []
+        return [root]
+    return sorted(p for p in root.iterdir() if (p / CONFIG_NAME).is_file()) if root.is_dir() else []
+
+
+def holds_model(root: Path) -> bool:
+    """True if ``root`` is a model root: a model folder, or a folder of them."""
+    return bool(_folders(root))
+
+
+def model_folders(root: Path) -> dict[Path, Config]:
+    """The model folders of a model root with their configs (``_folders``). Raises InputError when
+    there is none."""
+    folders = _folders(root)
     if not folders:
         raise InputError(f"{root}: no model folder (a config.json, or subfolders that hold one)")
     return {folder: Config.load(folder) for folder in folders}

@@ -584,8 +584,10 @@ def main(argv: list[str] | None = None) -> int:
         devices = _split(args.device, DEVICE_CHOICES, "--device")
         precisions = _split(args.precision, PRECISION_CHOICES, "--precision")
         with tempfile.TemporaryDirectory(prefix="spider-benchmark-") as tmp:
+            from algorithm.routing import holds_model
+
             model = random_model(Path(tmp) / "random_model") if args.random_model else args.model
-            if not (model / "config.json").is_file() and not any(model.glob("*/config.json")):
+            if not holds_model(model):
                 raise BenchmarkError(f"no model in {model} (no config.json, nor model folders with one): pass --model DIR or --random-model")
             if args.input is not None:
                 from algorithm.io import is_volume_file

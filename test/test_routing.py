@@ -13,7 +13,7 @@ import pytest
 from algorithm.config import Config
 from algorithm.io import InputError
 from algorithm.pipeline import DEFAULT_MODEL_DIR
-from algorithm.routing import choose, model_folders
+from algorithm.routing import choose, holds_model, model_folders
 
 
 def _root(tmp_path: Path, tiny_model_dir: Path) -> Path:
@@ -39,6 +39,7 @@ def test_model_folders_of_a_single_model_and_of_a_root(tmp_path, tiny_model_dir)
     assert [p.name for p in model_folders(_root(tmp_path, tiny_model_dir))] == ["thick", "thin"]
     with pytest.raises(InputError, match="no model folder"):
         model_folders(tmp_path / "empty")
+    assert holds_model(tiny_model_dir) and holds_model(tmp_path / "models") and not holds_model(tmp_path / "empty")
 
 
 def test_bundled_models_cover_every_spider_slice_spacing_without_overlap():
