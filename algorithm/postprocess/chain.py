@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cc3d
@@ -10,7 +9,7 @@ import numpy as np
 
 from algorithm.distance import distance_mm
 
-from .grid import bbox, cell_index, cell_mm, coarse_factors, grow_box, sample
+from .grid import bbox, cell_index, cell_mm, coarse_factors, grow_box, reach_cells, sample
 from .params import P
 from .parts import Band, Parts
 
@@ -93,7 +92,7 @@ def choose_chain(col: Column) -> tuple[set, set, Band] | None:
 
 def _contacts(cv: np.ndarray, cd: np.ndarray, dparts: Parts, coarse_mm: np.ndarray) -> dict[int, tuple[set, set]]:
     """disc id -> (vertebrae touching it from above, from below), on the coarse grid."""
-    reach = [int(math.ceil(P.contact_mm / c)) + 1 for c in coarse_mm]
+    reach = reach_cells(P.contact_mm, coarse_mm)
     out = {}
     for d in dparts.present():
         box = grow_box(dparts.cells[d], reach, cd.shape)
@@ -136,7 +135,7 @@ def _on_canal(cv: np.ndarray, canal: np.ndarray, vparts: Parts, factors, sp: np.
     def in_front(v: int) -> bool:
         return vparts.centres[v][2] < np.interp(cell_index(vparts.centres[v][1], factors[1], sp[1]), rows, middle)
 
-    reach = [int(math.ceil(P.contact_mm / c)) + 1 for c in coarse_mm]
+    reach = reach_cells(P.contact_mm, coarse_mm)
     box = grow_box(box, reach, canal.shape)
     near = distance_mm(canal[box], coarse_mm) <= P.contact_mm
     ids, counts = np.unique(cv[box][near], return_counts=True)
@@ -148,7 +147,7 @@ def _near_canal(canal: np.ndarray, dparts: Parts, coarse_mm: np.ndarray) -> set:
     present = {int(d) for d in dparts.present()}
     if not canal.any():
         return present
-    reach = [int(math.ceil(P.canal_mm / c)) for c in coarse_mm]
+    reach = reach_cells(P.canal_mm, coarse_mm, margin=0)
     return {d for d in present if canal[grow_box(dparts.cells[d], reach, canal.shape)].any()}
 
 

@@ -8,8 +8,6 @@ not label; a disc lies between the bodies it touches.
 
 from __future__ import annotations
 
-import math
-
 import cc3d
 import numpy as np
 
@@ -17,7 +15,7 @@ from algorithm.distance import distance_mm, nearest_label
 
 from .bodies import Profile, body_profile, body_profiles, median_height, merge_and_split_bodies
 from .chain import Column, choose_chain
-from .grid import grow_box
+from .grid import grow_box, reach_cells
 from .params import P
 from .parts import Band
 from .records import record
@@ -185,7 +183,7 @@ def _nearest_chain(col: Column, is_chain: np.ndarray, cells: tuple[slice, ...], 
     """For voxels (indices within the full-resolution box) of a piece: distance in mm to the nearest chain
     vertebra cell within P.attach_mm of the piece's coarse box (inf beyond), and that vertebra's id."""
     coarse_mm = col.coarse_mm
-    around = grow_box(cells, [int(math.ceil(P.attach_mm / c)) + 1 for c in coarse_mm], col.cv.shape)
+    around = grow_box(cells, reach_cells(P.attach_mm, coarse_mm), col.cv.shape)
     ids = col.cv[around]
     chain = is_chain[ids]
     if not chain.any():

@@ -3,6 +3,8 @@ cell centres in mm, and boxes grown around a piece."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .params import P
@@ -71,6 +73,11 @@ def max3(array: np.ndarray, axes: list[int]) -> np.ndarray:
         out = grown
     return out
 
+
+def reach_cells(mm: float, coarse_mm, margin: int = 1) -> list[int]:
+    """Cells per axis that cover ``mm`` on a grid of ``coarse_mm`` cells, plus ``margin`` cells: how far to
+    grow a box so that it holds everything within ``mm`` of it."""
+    return [int(math.ceil(mm / c)) + margin for c in coarse_mm]
 
 
 def grow_box(box: tuple[slice, ...], reach, shape: tuple[int, ...]) -> tuple[slice, ...]:

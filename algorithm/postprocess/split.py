@@ -40,7 +40,8 @@ def split_vertebrae(mask: np.ndarray, planes: list[DiscPlane], canal: np.ndarray
 
 def _cut(core: np.ndarray, plane: DiscPlane, factors: tuple[int, ...], spacing: tuple[float, ...]) -> None:
     """Clear the coarse cells of core within the band along a disc plane (in place)."""
-    index = np.argwhere(core[_plane_box(plane, core.shape, factors, spacing)]) + _plane_box_start(plane, core.shape, factors, spacing)
+    box = _plane_box(plane, core.shape, factors, spacing)
+    index = np.argwhere(core[box]) + [b.start for b in box]
     if len(index):
         hit = index[plane.band(cell_mm(index, factors, spacing), P.cut_mm, P.footprint_mm)]
         core[tuple(hit.T)] = False
@@ -51,7 +52,8 @@ def _seed_beside(seeds: np.ndarray, solid: np.ndarray, plane: DiscPlane, factors
 
     This finds vertebrae too thin for a core, such as the one cut by the edge of the field of view.
     """
-    index = np.argwhere(solid[_plane_box(plane, solid.shape, factors, spacing)]) + _plane_box_start(plane, solid.shape, factors, spacing)
+    box = _plane_box(plane, solid.shape, factors, spacing)
+    index = np.argwhere(solid[box]) + [b.start for b in box]
     if not len(index):
         return
     points = cell_mm(index, factors, spacing)
@@ -64,17 +66,12 @@ def _seed_beside(seeds: np.ndarray, solid: np.ndarray, plane: DiscPlane, factors
             seeds[tuple(cells.T)] = seeds.max() + 1
 
 
-def _plane_box_start(plane: DiscPlane, shape: tuple[int, ...], factors: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
-    """First coarse cell of the box around a disc that its bands can reach."""
-    reach = plane.radius + P.footprint_mm + P.cut_mm + P.side_mm
-    return to_cell(plane.centre - reach, factors, spacing, shape)
-
-
 def _plane_box(plane: DiscPlane, shape: tuple[int, ...], factors: tuple[int, ...], spacing: tuple[float, ...]) -> tuple[slice, ...]:
     """Coarse-grid box around a disc that its bands can reach."""
     reach = plane.radius + P.footprint_mm + P.cut_mm + P.side_mm
+    lo = to_cell(plane.centre - reach, factors, spacing, shape)
     hi = to_cell(plane.centre + reach, factors, spacing, shape) + 1
-    return tuple(slice(a, b) for a, b in zip(_plane_box_start(plane, shape, factors, spacing), hi))
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 def _body_seeds(core: np.ndarray) -> np.ndarray:
