@@ -132,6 +132,10 @@ class Models:
             self.loading[folder] = LoadingSegmenter(folder, *self.args)
         return self.loading[folder]
 
+    def config_for(self, slice_mm: float) -> Config:
+        """The config of the model for a series with this sagittal slice spacing (mm); nothing loads."""
+        return self.folders[choose(self.folders, slice_mm)]
+
     def for_file(self, path: Path) -> LoadingSegmenter:
         """``for_spacing`` from a volume file's header alone (no pixel read)."""
         return self.for_spacing(header_orientation(path)[0].spacing[0])

@@ -97,7 +97,7 @@ def score_set(names: list[str], folder: Path, versions: dict, segmenter, cache: 
         image, spacing = canonical(folder / "images" / f"{name}.mha")
         ref, _ = canonical(folder / "masks" / f"{name}.mha")
         classes = predicted(name, image, spacing, segmenter, cache)
-        labels = {version: postprocess(classes, spacing, segmenter.for_spacing(spacing[0]).config) for version, postprocess in versions.items()}
+        labels = {version: postprocess(classes, spacing, segmenter.config_for(spacing[0])) for version, postprocess in versions.items()}
         for version in versions:
             out[version][name] = {**evaluate_case(ref, labels[version], spacing, surface=False), **changed(labels, version)}
     return out
@@ -109,7 +109,7 @@ def changed(labels: dict[str, np.ndarray], version: str) -> dict[str, int]:
     return {"VoxelsChanged": int(np.count_nonzero(labels[version] != first))}
 
 
-def reproduce_masks(folder: Path, versions: dict, config) -> dict[str, dict[str, dict]]:
+def reproduce_masks(folder: Path, versions: dict, segmenter) -> dict[str, dict[str, dict]]:
     """version -> mask -> metrics of the mask's own class map put through post-processing."""
     from tqdm import tqdm
 
@@ -120,7 +120,7 @@ def reproduce_masks(folder: Path, versions: dict, config) -> dict[str, dict[str,
     for path in tqdm(sorted(folder.glob("*.mha")), desc=folder.name, unit="mask", leave=False):
         ref, spacing = canonical(path)
         classes = np.ascontiguousarray(to_classes(ref))
-        labels = {version: postprocess(classes, spacing, config) for version, postprocess in versions.items()}
+        labels = {version: postprocess(classes, spacing, segmenter.config_for(spacing[0])) for version, postprocess in versions.items()}
         for version in versions:
             out[version][path.stem] = {**evaluate_case(ref, labels[version], spacing, surface=False), **changed(labels, version)}
     return out
@@ -152,7 +152,7 @@ def time_versions(versions: dict, segmenter, cache: Path, repeats: int) -> dict[
     for _ in range(repeats):
         for version, postprocess in versions.items():
             start = time.perf_counter()
-            postprocess(classes, orient.spacing, segmenter.for_spacing(orient.spacing[0]).config)
+            postprocess(classes, orient.spacing, segmenter.config_for(orient.spacing[0]))
             seconds[version].append(time.perf_counter() - start)
     return {v: float(np.median(s)) for v, s in seconds.items()} | {"shape": list(classes.shape)}
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     report["slices"] = score_set(cases(slices, None), slices, versions, segmenter, cache)
     t2space = DATA / "spider-t2space"
     report["t2space"] = score_set(cases(t2space, "validation") + ["18_t2_SPACE"], t2space, versions, segmenter, cache)
-    report["masks"] = reproduce_masks(DATA / "spider-masks", versions, segmenter.config)
+    report["masks"] = reproduce_masks(DATA / "spider-masks", versions, segmenter)
     if not args.skip_timing:
         report["timing_s"] = time_versions(versions, segmenter, cache, args.repeats)
 

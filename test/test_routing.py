@@ -41,6 +41,12 @@ def test_model_folders_of_a_single_model_and_of_a_root(tmp_path, tiny_model_dir)
         model_folders(tmp_path / "empty")
     assert holds_model(tiny_model_dir) and holds_model(tmp_path / "models") and not holds_model(tmp_path / "empty")
 
+    from algorithm.pipeline import Models
+
+    models = Models(tmp_path / "models")
+    assert tuple(models.config_for(0.9).sagittal_spacing_mm) == (0.0, 2.0) and tuple(models.config_for(4.4).sagittal_spacing_mm) == (2.0, 1000.0)
+    assert models.loading == {}  # a config is read, no model loads
+
 
 def test_bundled_models_cover_every_spider_slice_spacing_without_overlap():
     models = model_folders(DEFAULT_MODEL_DIR)
