@@ -34,8 +34,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         models = {f"{chr(65 + i)} ({path.name})": path for i, path in enumerate(args.models)}
+        config = Config.load(args.models[0])
         for widths in args.random_widths:
-            config = Config.load(args.models[0])
             config.widths = tuple(int(w) for w in widths.split(","))
             name = f"{chr(65 + len(models))} (untrained {widths})"
             models[name] = random_model(Path(tmp) / f"random_{len(models)}", config)

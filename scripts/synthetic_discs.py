@@ -39,13 +39,13 @@ def load(item, slab_averaged: bool):
     return ThickItem(fine, thickness=item.spacing[axis]).load()
 
 
-def disc_report(model: Path, volumes: int, slab_averaged: bool) -> None:
-    """Print, per synthetic set, where the reference disc pixels go and disc recall by slice position."""
+def disc_report(model: Path, segmenter, volumes: int, slab_averaged: bool) -> None:
+    """Print, per synthetic set, where the reference disc pixels go and disc recall by slice position
+    (``segmenter``: ``model``'s ``algorithm.pipeline.Models``)."""
     from algorithm.labels import to_classes
-    from algorithm.pipeline import Models, segment_volume
+    from algorithm.pipeline import segment_volume
     from train.score import synthetic_sets
 
-    segmenter = Models(model, "torch")
     for name, items in synthetic_sets().items():
         confusion = np.zeros((4, 4), np.int64)
         slices = []  # (distance from the centre as a share of the slice count, recall)
@@ -71,23 +71,24 @@ def disc_report(model: Path, volumes: int, slab_averaged: bool) -> None:
             print(f"    slices {lo:.2f}-{hi:.2f} of the slice count off centre ({inside.sum()}): disc recall {position[inside, 1].mean():.3f}")
 
 
-def picture(models: list[Path], out: Path) -> None:
-    """The central slice of the second synthetic T2 volume: image, reference, each model."""
+def picture(segmenters: dict, out: Path) -> None:
+    """The central slice of the second synthetic T2 volume: image, reference, each model
+    (``segmenters``: model folder -> its ``algorithm.pipeline.Models``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from algorithm.labels import to_classes
-    from algorithm.pipeline import Models, segment_volume
+    from algorithm.pipeline import segment_volume
     from train.score import synthetic_sets
 
     item = synthetic_sets()["synthetic T2 (24)"][1]
     volume, reference, spacing = item.load()
     centre = volume.shape[0] // 2
     panels = [("image", volume[centre], "gray"), ("reference", to_classes(reference[centre].astype(np.int32)), "tab10")]
-    for model in models:
-        prediction = segment_volume(volume, spacing, Models(model, "torch"))
+    for model, segmenter in segmenters.items():
+        prediction = segment_volume(volume, spacing, segmenter)
         panels.append((str(model), to_classes(prediction[centre].astype(np.int32)), "tab10"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4))
     for ax, (title, array, cmap) in zip(axes, panels):
@@ -111,10 +112,13 @@ def main() -> None:
         from spider_tools import synthetic
 
         synthetic.TISSUES["annulus"] = tuple(float(v) for v in args.annulus.split(","))
-    for model in args.models:
-        disc_report(model, args.volumes, args.slab_averaged)
+    from algorithm.pipeline import Models
+
+    segmenters = {model: Models(model, "torch") for model in args.models}  # each model loads once
+    for model, segmenter in segmenters.items():
+        disc_report(model, segmenter, args.volumes, args.slab_averaged)
     if args.picture:
-        picture(args.models, args.picture)
+        picture(segmenters, args.picture)
 
 
 if __name__ == "__main__":

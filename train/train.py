@@ -26,6 +26,9 @@ log = logging.getLogger("train")
 LAST = "last.pt"
 
 
+VALIDATION = "validation"  # ValCase.set of the data's own validation subset
+
+
 @dataclass
 class ValCase:
     """A validation case at its original resolution, canonical layout; ``set`` names the validation
@@ -36,12 +39,9 @@ class ValCase:
     volume: np.ndarray
     labels: np.ndarray
     spacing: tuple[float, float, float]
-    set: str = "validation"
+    set: str = VALIDATION
     classes: tuple[str, ...] = ("vertebra", "disc", "canal")
     catch_all: int | None = None
-
-
-VALIDATION = "validation"
 
 
 def _pools(volumes: list[Volume]) -> list[tuple[list[Volume], torch.Tensor]]:
