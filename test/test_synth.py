@@ -240,3 +240,27 @@ def test_fast_intensity_augmentation_equals_the_dense_formulation():
     on = torch.tensor([True, False, True])
     out = _where(on, lambda s, i: s + i[:, None, None, None], x)
     assert torch.equal(out[1], x[1]) and torch.equal(out[0], x[0]) and torch.equal(out[2], x[2] + 2)
+
+
+def test_disc_rings_keep_a_core_inside_rings_along_the_border():
+    tissues = np.zeros((2, 30, 60), np.uint8)
+    tissues[:, 10:20, 5:55] = synth.DISC_TISSUE + 3  # a disc 10 pixels tall, 50 long, at 1 mm
+    tissues[:, 25:28, 5:55] = synth.VERTEBRA_TISSUE  # not a disc: untouched
+    out = synth.disc_rings(tissues, spacing_mm=1.0)
+    assert (out[:, 25:28, 5:55] == synth.VERTEBRA_TISSUE).all() and (out[tissues == 0] == 0).all()
+    row = out[0, 15, 5:55]
+    assert row[0] == row[-1] == synth.OUTER_RING + 3  # the front and back edge
+    assert row[3] == row[-4] == synth.INNER_RING + 3  # 4 mm in
+    assert (row[10:40] == synth.DISC_TISSUE + 3).all()  # the core
+    assert out[0, 10, 30] == synth.INNER_RING + 3  # at the endplate, 1 row = 3 mm: the inner ring only
+    assert set(np.unique(out[tissues > 0])) == {synth.VERTEBRA_TISSUE, synth.DISC_TISSUE + 3, synth.INNER_RING + 3, synth.OUTER_RING + 3}
+
+
+def test_disc_ring_intensities_lie_between_core_and_annulus():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        lut = synth.tissue_intensities(rng)
+        core, inner, outer = (lut[first : first + synth.INSTANCE_TISSUES] for first in (synth.DISC_TISSUE, synth.INNER_RING, synth.OUTER_RING))
+        assert len(lut) == synth.N_TISSUES
+        assert (np.abs(inner - core) <= np.abs(outer - core) + 1e-6).all()  # the inner ring is nearer the core
+        assert len(np.unique(np.sign(np.round(outer - core, 6)))) <= 2  # one annulus level: all rings move the same way

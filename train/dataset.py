@@ -22,7 +22,7 @@ from algorithm.geometry import canonical_array
 from algorithm.io import InputError, grid_differences, read_image, stem
 from algorithm.labels import to_classes
 from algorithm.preprocess import model_shape, preprocess, resample_inplane
-from train.synth import background_tissues, instance_tissues
+from train.synth import background_tissues, disc_rings, instance_tissues
 
 log = logging.getLogger("train")
 
@@ -156,7 +156,7 @@ def load_volume(case: Case, config: Config, cache_dir: Path | None) -> Volume:
         volume, labels, spacing = load_canonical(case)
         image = preprocess(volume, spacing, config).astype(np.float16)
     shape = model_shape(labels.shape[1:], spacing[1:], config)
-    tissues = resample_inplane(instance_tissues(labels), shape, order=0)
+    tissues = disc_rings(resample_inplane(instance_tissues(labels), shape, order=0), config.spacing)
     if image is not None:
         tissues = background_tissues(image, tissues)
     classes = resample_inplane(to_classes(labels), shape, order=0)

@@ -13,6 +13,11 @@ one of three ways:
   ordering of canal, disc, vertebra and surroundings occurs; half of the draws follow T1 or T2
   priors), with in-plane partial-volume blur. Mask-only volumes (no image) always take this path.
 
+Each disc is three tissues: a core and two rings along its border (``disc_rings``), drawn anywhere
+between the core's intensity and an annulus intensity of their own. A real disc is a nucleus
+inside an annulus of another signal, and its label holds both; discs painted as one uniform blob
+taught the model that a disc ends where its bright core ends.
+
 Independently, a thin-slice volume is turned into a *thick-slice* acquisition with probability
 ``p_thick``: slabs of 3.3-4.8 mm are averaged from its 0.9 mm slices, and the 2.5D context is
 interpolated between those slabs exactly as inference interpolates between real thick slices.
@@ -32,7 +37,10 @@ from algorithm.preprocess import context_positions, context_slices, normalize
 BACKGROUND_TISSUES = 4  # pseudo-tissues 0..3
 CANAL_TISSUE = 4
 VERTEBRA_TISSUE, DISC_TISSUE, INSTANCE_TISSUES = 5, 15, 10
-N_TISSUES = DISC_TISSUE + INSTANCE_TISSUES
+INNER_RING, OUTER_RING = DISC_TISSUE + INSTANCE_TISSUES, DISC_TISSUE + 2 * INSTANCE_TISSUES  # + instance
+N_TISSUES = DISC_TISSUE + 3 * INSTANCE_TISSUES
+RING_MM = (2.0, 5.0)  # outer ring: disc pixels within 2 mm of the disc's border; inner ring: 2-5 mm
+RING_VERTICAL_WEIGHT = 3.0  # superior-inferior distances count 3x: the rings run along the disc's front and back
 THIN_SLICE_MM = 2.0  # volumes with slices closer than this can be made thick
 
 
@@ -67,6 +75,24 @@ def background_tissues(image: np.ndarray, tissues: np.ndarray, iterations: int =
     return out
 
 
+def disc_rings(tissues: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """Split every disc of a canonical tissue map (in-plane pixels of ``spacing_mm``) into a core
+    and two rings along its border, each its own tissue (``INNER_RING``/``OUTER_RING`` + instance).
+    Distances are in-plane, with superior-inferior steps weighted ``RING_VERTICAL_WEIGHT``x."""
+    out = tissues.copy()
+    disc = (tissues >= DISC_TISSUE) & (tissues < DISC_TISSUE + INSTANCE_TISSUES)
+    sampling = (RING_VERTICAL_WEIGHT * spacing_mm, spacing_mm)
+    for k in np.flatnonzero(disc.any(axis=(1, 2))):
+        rows, cols = np.nonzero(disc[k])
+        box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+        inside = np.pad(disc[k][box], 1)
+        depth = ndimage.distance_transform_edt(inside, sampling=sampling)[1:-1, 1:-1]
+        view = out[k][box]
+        ring = disc[k][box] & (depth <= RING_MM[1])
+        view[ring] += np.where(depth[ring] <= RING_MM[0], OUTER_RING, INNER_RING).astype(np.uint8) - DISC_TISSUE
+    return out
+
+
 def _smooth_field(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     cells = int(rng.integers(4, 17))
     coarse = rng.standard_normal((cells, cells))
@@ -84,7 +110,9 @@ def random_background(tissues: np.ndarray, rng: np.random.Generator) -> np.ndarr
 def tissue_intensities(rng: np.random.Generator) -> np.ndarray:
     """A random intensity in [0, 1] for every tissue id. Half of the draws are free (any ordering
     of the classes), the other half follow T1 priors (canal dark, marrow bright) or T2 priors
-    (canal bright); instances of one class vary around their class level."""
+    (canal bright); instances of one class vary around their class level. Each disc's outer ring
+    lies a random fraction of the way from its core to a random annulus level, its inner ring a
+    smaller fraction (0: a uniform disc)."""
     lut = rng.uniform(0, 1, N_TISSUES)
     prior = rng.choice(("free", "t1", "t2"), p=(0.5, 0.25, 0.25))
     ranges = {
@@ -96,6 +124,9 @@ def tissue_intensities(rng: np.random.Generator) -> np.ndarray:
     for first, key, spread in ((VERTEBRA_TISSUE, "vertebra", 0.06), (DISC_TISSUE, "disc", 0.15)):
         level = rng.uniform(*ranges[key])
         lut[first : first + INSTANCE_TISSUES] = np.clip(level + rng.normal(0, spread * rng.uniform(0.2, 1), INSTANCE_TISSUES), 0, 1)
+    core, annulus, outer = lut[DISC_TISSUE:INNER_RING], rng.uniform(0, 1), rng.uniform(0, 1)
+    lut[OUTER_RING:] = core + outer * (annulus - core)
+    lut[INNER_RING:OUTER_RING] = core + outer * rng.uniform(0, 1) * (annulus - core)
     return lut.astype(np.float32)
 
 
