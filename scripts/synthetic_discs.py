@@ -1,5 +1,6 @@
 """Where the synthetic discs go: for each model, what the reference disc pixels of train.score's
-synthetic T1/T2 volumes are predicted as, and disc recall by distance of the slice from the
+synthetic T1/T2 volumes are predicted as, how many false disc pixels there are and how many of
+them lie within 2 pixels of a reference disc, and disc recall by distance of the slice from the
 centre; optionally the same sets rendered as slab-averaged 2D acquisitions, the same figures on
 the real T2 slices with canal and T2-SPACE thick slabs, and a picture.
 
@@ -22,8 +23,10 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 SUBSLICES = 5
+RIM_PX = 2
 CLASS_NAMES = ("background", "vertebra", "disc", "canal")
 
 
@@ -51,24 +54,29 @@ def disc_report(model: Path, segmenter, sets: dict[str, list], slab_averaged: bo
 
     for name, items in sets.items():
         confusion = np.zeros((4, 4), np.int64)
+        false_near = 0  # false disc pixels within RIM_PX in-plane pixels of a reference disc
         slices = []  # (distance from the centre as a share of the slice count, recall)
         for item in items:
             volume, reference, spacing = load(item, slab_averaged) if isinstance(item, SyntheticItem) else item.load()
             ref = to_classes(reference.astype(np.int32))
             pred = to_classes(segment_volume(volume, spacing, segmenter).astype(np.int32))
             confusion += np.bincount((ref * 4 + pred).ravel(), minlength=16).reshape(4, 4)
+            rim = ndimage.binary_dilation(ref == 2, structure=np.ones((1, 3, 3), bool), iterations=RIM_PX)
+            false_near += int(((pred == 2) & (ref != 2) & rim).sum())
             n = ref.shape[0]
             for i in range(n):
                 disc = ref[i] == 2
                 if disc.any():
                     slices.append((abs(i - (n - 1) / 2) / n, (disc & (pred[i] == 2)).sum() / disc.sum()))
         row = confusion[2] / confusion[2].sum()
+        false_disc = confusion[:, 2].sum() - confusion[2, 2]
         dice = [2 * confusion[c, c] / (confusion[c].sum() + confusion[:, c].sum()) for c in (1, 2, 3)]
         print(f"{model} {name}, {len(items)} cases{', synthetic ones slab-averaged' if slab_averaged else ''}: pooled Dice " + " / ".join(f"{d:.3f}" for d in dice)
               + "; reference disc pixels predicted as "
               + ", ".join(f"{c} {v:.3f}" for c, v in zip(CLASS_NAMES, row))
               + f"; predicted disc pixels {confusion[:, 2].sum() / confusion[2].sum():.3f}x the reference's"
-              + f"; reference disc / vertebra pixels {confusion[2].sum() / confusion[1].sum():.3f}")
+              + f"; reference disc / vertebra pixels {confusion[2].sum() / confusion[1].sum():.3f}"
+              + f"; false disc pixels {false_disc / confusion[2].sum():.3f}x the reference's, {false_near / max(false_disc, 1):.2f} of them within {RIM_PX} px of a reference disc")
         position = np.array(slices)
         for lo, hi in ((0.0, 0.15), (0.15, 0.3), (0.3, 0.6)):
             inside = (position[:, 0] >= lo) & (position[:, 0] < hi)
