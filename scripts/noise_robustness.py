@@ -1,5 +1,5 @@
-"""How models hold up under added noise: pooled class Dice of the first synthetic T1/T2 volumes of
-train.score with Gaussian noise added at several levels (a share of each volume's 99th percentile).
+"""How models hold up under added noise: train.score's pooled class Dice and levels found on the
+first synthetic T1/T2 volumes with Gaussian noise added at several levels (a share of each volume's 99th percentile).
 
     PYTHONPATH=$PWD python scripts/noise_robustness.py MODEL [MODEL ...] [--volumes 6] [--levels 0,0.05,0.1]
 
@@ -14,23 +14,21 @@ from pathlib import Path
 import numpy as np
 
 
-def pooled_dice(segmenter, items: list, level: float) -> list[float]:
-    """Pooled class Dice (vertebra, disc, canal) of ``segmenter`` over ``items`` with noise ``level``."""
-    from algorithm.labels import to_classes
+def noisy_scores(segmenter, items: list, level: float) -> dict[str, float]:
+    """train.score's figures (``summarize`` of ``score_case``) of ``segmenter`` over ``items``
+    with noise ``level`` added."""
     from algorithm.pipeline import segment_volume
+    from train.score import score_case, summarize
 
-    inter, size = np.zeros(3), np.zeros(3)
+    per_case = []
     for seed, item in enumerate(items):
         volume, reference, spacing = item.load()
         if level:
             noise = np.random.default_rng(seed).normal(0.0, level * np.percentile(volume, 99), volume.shape)
             volume = (volume + noise).astype(volume.dtype)
-        ref = to_classes(reference.astype(np.int32))
-        pred = to_classes(segment_volume(volume, spacing, segmenter).astype(np.int32))
-        for c in (1, 2, 3):
-            inter[c - 1] += ((ref == c) & (pred == c)).sum()
-            size[c - 1] += (ref == c).sum() + (pred == c).sum()
-    return list(2 * inter / np.maximum(size, 1))
+        prediction = segment_volume(volume, spacing, segmenter).astype(np.int32)
+        per_case.append(score_case(reference.astype(np.int32), prediction, item.classes, item.catch_all))
+    return summarize(per_case)
 
 
 def main() -> None:
@@ -40,7 +38,7 @@ def main() -> None:
     parser.add_argument("--levels", default="0,0.05,0.1", help="noise standard deviations, as shares of the 99th percentile")
     args = parser.parse_args()
     from algorithm.pipeline import Models
-    from train.score import synthetic_sets
+    from train.score import KEYS, synthetic_sets
 
     levels = [float(v) for v in args.levels.split(",")]
     sets = {name: items[: args.volumes] for name, items in synthetic_sets().items()}
@@ -48,8 +46,9 @@ def main() -> None:
         segmenter = Models(model, "torch")
         for name, items in sets.items():
             for level in levels:
-                dice = pooled_dice(segmenter, items, level)
-                print(f"{model} {name}, {len(items)} volumes, noise {level:.2f}: vertebra / disc / canal " + " / ".join(f"{d:.3f}" for d in dice), flush=True)
+                scores = noisy_scores(segmenter, items, level)
+                print(f"{model} {name}, {len(items)} volumes, noise {level:.2f}: vertebra / disc / canal "
+                      + " / ".join(f"{scores[key]:.3f}" for key in KEYS) + f", levels found {scores['levels_found']:.3f}", flush=True)
 
 
 if __name__ == "__main__":

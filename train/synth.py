@@ -80,7 +80,7 @@ def disc_rings(tissues: np.ndarray, spacing_mm: float) -> np.ndarray:
     and two rings along its border, each its own tissue (``INNER_RING``/``OUTER_RING`` + instance).
     Distances are in-plane, with superior-inferior steps weighted ``RING_VERTICAL_WEIGHT``x."""
     out = tissues.copy()
-    disc = (tissues >= DISC_TISSUE) & (tissues < DISC_TISSUE + INSTANCE_TISSUES)
+    disc = (tissues >= DISC_TISSUE) & (tissues < INNER_RING)
     sampling = (RING_VERTICAL_WEIGHT * spacing_mm, spacing_mm)
     for k in np.flatnonzero(disc.any(axis=(1, 2))):
         rows, cols = np.nonzero(disc[k])
@@ -89,7 +89,7 @@ def disc_rings(tissues: np.ndarray, spacing_mm: float) -> np.ndarray:
         depth = ndimage.distance_transform_edt(inside, sampling=sampling)[1:-1, 1:-1]
         view = out[k][box]
         ring = disc[k][box] & (depth <= RING_MM[1])
-        view[ring] += np.where(depth[ring] <= RING_MM[0], OUTER_RING, INNER_RING).astype(np.uint8) - DISC_TISSUE
+        view[ring] += np.where(depth[ring] <= RING_MM[0], OUTER_RING - DISC_TISSUE, INNER_RING - DISC_TISSUE).astype(np.uint8)  # core id -> ring id
     return out
 
 
