@@ -90,6 +90,20 @@ def test_thick_slices_average_slabs_and_interpolate_context_between_them():
     assert channels[2, 0, 0] == pytest.approx(20 + 3.5 / 0.9, abs=0.6)
 
 
+def test_typical_thickness_draws_only_the_typical_range():
+    n = 40
+    square = ((np.arange(n) - 20.0) ** 2).astype(np.float16)[:, None, None] * np.ones((1, 8, 8), np.float16)
+    vol = Volume("square", square, np.zeros((n, 8, 8), np.uint8), 0.9, np.zeros((n, 8, 8), np.uint8))
+
+    def centre(overrides: dict, seed: int) -> float:
+        p = augment.params({"thick_min": 3.3, "thick_max": 9.6, **overrides})
+        return float(synth.thick_slices(vol, 20, CONFIG, p, "real", np.random.default_rng(seed), None)[1, 0, 0])
+
+    # a 3.3 mm slab holds slices 19-21 (mean square 2/3); a 9.6 mm one reaches 5 slices out
+    assert all(centre({"p_thick_typical": 1.0, "thick_typical_max": 3.3}, s) == pytest.approx(2 / 3, abs=0.01) for s in range(8))
+    assert max(centre({}, s) for s in range(8)) > 2
+
+
 def test_no_context_repeats_the_centre_slice():
     vol = toy_volume()
     channels = synth.sample_channels(vol, 5, CONFIG, augment.params({"p_nocontext": 1.0}), np.random.default_rng(0))

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, float] = {
     "p_synth": 0.0,  # image drawn from the tissue map, random intensity per tissue
     "p_remap": 0.0,  # real image, each tissue remapped by its own random curve
     "p_thick": 0.0, "thick_min": 3.3, "thick_max": 4.8,  # thin slices averaged into thick ones, mm
+    "p_thick_typical": 0.0, "thick_typical_max": 4.8,  # share of slabs drawn from thick_min..thick_typical_max only
     "p_nocontext": 0.0,  # context channels replaced by the centre slice (one-slice volumes)
     "p_mask_only": 0.0,  # share of samples drawn from mask-only volumes (spider-train --masks)
 }

@@ -164,10 +164,12 @@ def _render(vol, first: int, stop: int, mode: str, rng: np.random.Generator, lut
 
 def thick_slices(vol, index: int, config: Config, p: dict, mode: str, rng: np.random.Generator, lut: np.ndarray | None) -> np.ndarray:
     """2.5D channels of slice ``index`` of a thin-slice volume acquired as thick slices: slabs of
-    a random thickness (3.3-4.8 mm by default) at a spacing slightly above it, the context
-    interpolated between slabs by the shared ``context_slices``."""
+    a random thickness (3.3-4.8 mm by default; with probability ``p_thick_typical`` at most
+    ``thick_typical_max``) at a spacing slightly above it, the context interpolated between slabs
+    by the shared ``context_slices``."""
     n, fine = vol.classes.shape[0], vol.slice_spacing
-    thickness = rng.uniform(p["thick_min"], p["thick_max"])
+    typical = p["p_thick_typical"] > 0 and rng.random() < p["p_thick_typical"]
+    thickness = rng.uniform(p["thick_min"], p["thick_typical_max"] if typical else p["thick_max"])
     spacing = thickness * rng.uniform(1.0, 1.1)
     reach = int(np.ceil(config.context * config.context_mm / spacing))
     half = thickness / 2 / fine
