@@ -57,13 +57,15 @@ def test_train_one_epoch_writes_a_model_folder(tmp_path, dataset):
     assert Config.load(out).widths == (4, 8, 16)
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path, dataset):
-    config = tiny_config(tmp_path, val_every=100)
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, dataset, workers):
+    config = tiny_config(tmp_path, val_every=100, augment={"p_synth": 0.3, "p_remap": 0.3})
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert train_main(["--data", str(dataset), "--out", str(straight), "--config", str(config), "--epochs", "2"]) == 0
-    assert train_main(["--data", str(dataset), "--out", str(resumed), "--config", str(config), "--epochs", "2", "--stop-after", "1"]) == 0
+    common = ["--data", str(dataset), "--config", str(config), "--epochs", "2", "--workers", workers]
+    assert train_main([*common, "--out", str(straight)]) == 0
+    assert train_main([*common, "--out", str(resumed), "--stop-after", "1"]) == 0
     assert len((resumed / "log.csv").read_text().splitlines()) == 2  # header + epoch 1
-    assert train_main(["--data", str(dataset), "--out", str(resumed), "--config", str(config), "--epochs", "2", "--resume"]) == 0
+    assert train_main([*common, "--out", str(resumed), "--resume"]) == 0
     loss = [[float(r["loss"]) for r in csv.DictReader((d / "log.csv").open())] for d in (straight, resumed)]
     assert len(loss[1]) == 2
     assert loss[1][1] == pytest.approx(loss[0][1], rel=1e-6)
@@ -186,6 +188,31 @@ def test_worker_processes_render_the_same_batches(tmp_path, dataset):
     finally:
         workers.close()
     assert torch.equal(serial[0], parallel[0]) and torch.equal(serial[1], parallel[1])
+
+
+def test_batch_stream_renders_ahead_and_gives_the_same_batches(tmp_path, dataset):
+    from train.dataset import list_cases, load_volumes
+    from train.train import BatchStream, Workers
+
+    config = Config.from_dict({**TINY, "batch_size": 4, "augment": {"p_synth": 0.4, "p_remap": 0.4, "p_thick": 0.5}})
+    volumes = load_volumes(list_cases(dataset), config, None)
+    p = augment.params(config.augment)
+    gen = torch.Generator().manual_seed(5)
+    serial = [sample_batch(volumes, config, p, gen, "cpu") for _ in range(3)]
+    after_two = torch.Generator().manual_seed(5)
+    for _ in range(2):
+        sample_batch(volumes, config, p, after_two, "cpu")
+    workers = Workers(volumes, config, p, 2)
+    try:
+        stream = BatchStream(volumes, config, p, torch.Generator().manual_seed(5), "cpu", workers)
+        streamed = [stream.next() for _ in range(2)]
+        assert stream.pending is not None  # the third batch is already rendering
+        assert torch.equal(stream.state, after_two.get_state())  # a checkpoint here resumes at the third batch
+        streamed.append(stream.next())
+    finally:
+        workers.close()
+    for (x, y), (sx, sy) in zip(serial, streamed):
+        assert torch.equal(x, sx) and torch.equal(y, sy)
 
 
 def test_training_with_workers_is_the_same_run(tmp_path, dataset):

@@ -18,14 +18,15 @@ import numpy as np
 
 def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers: int = 0, compiled: bool = False) -> dict[str, float]:
     """Median step time and slices/s of sampling + augmentation + optimisation for ``steps`` steps
-    (``workers``: processes rendering the slices, as ``spider-train --workers``; ``compiled``: through
+    (``workers``: processes rendering the slices, as ``spider-train --workers``, the next batch's
+    while this one trains; ``compiled``: through
     ``torch.compile``, as ``spider-train --compile``, its compilation in the warm-up steps)."""
     import torch
 
     from train import augment
     from train.dataset import Volume
     from train.synth import N_TISSUES
-    from train.train import Workers, amp_dtype, make_optimizer, sample_batch, train_step
+    from train.train import BatchStream, Workers, amp_dtype, make_optimizer, train_step
     from algorithm.model import build_model
 
     rng = np.random.default_rng(0)
@@ -40,10 +41,11 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers
     net = torch.compile(model) if compiled else model
     dtype = amp_dtype(device) if amp else None
     scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
+    stream = BatchStream(volumes, config, p, gen, device, pool)
     times, sample_times = [], []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        x, y = sample_batch(volumes, config, p, gen, device, workers=pool)
+        x, y = stream.next()
         if device == "cuda":
             torch.cuda.synchronize()
         t1 = time.perf_counter()

@@ -74,7 +74,11 @@ class Workers:
 
     def render(self, items: list[tuple[Volume, int, int]]) -> list[np.ndarray]:
         """Channels of each (volume, slice index, seed), in order."""
-        return self.pool.starmap(_worker_render, [(self.position[id(v)], index, seed) for v, index, seed in items])
+        return self.render_async(items).get()
+
+    def render_async(self, items: list[tuple[Volume, int, int]]):
+        """``render`` started in the background: its ``get()`` returns the channels."""
+        return self.pool.starmap_async(_worker_render, [(self.position[id(v)], index, seed) for v, index, seed in items])
 
     def close(self) -> None:
         self.pool.terminate()
@@ -91,14 +95,21 @@ def _worker_render(position: int, index: int, seed: int) -> np.ndarray:
     return _render_one(_WORKER["volumes"][position], index, seed, _WORKER["config"], _WORKER["p"])
 
 
-def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, train: bool = True, workers: Workers | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of augmented 2.5D patches (B, C, h, w) and class maps (B, h, w).
+@dataclass
+class Draw:
+    """What the generator chose for one batch before rendering: per slice its class map, patch
+    centre and either (volume, index, seed) to render or, without ``train``, its real channels."""
 
-    Slices are drawn in proportion to each volume's slice count; half of the patches are centred
-    on a random foreground pixel (as nnU-Net oversamples foreground), the rest anywhere. Each
-    slice's channels are real, remapped or synthetic, thin or thick (train/synth.py), rendered by
-    ``workers`` where given; without ``train`` they are the real image's."""
-    chans, classes, centres, renders = [], [], [], []
+    classes: list[torch.Tensor]
+    centres: list[torch.Tensor]
+    renders: list[tuple[Volume, int, int]]
+    chans: list[torch.Tensor]
+
+
+def draw_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, train: bool = True) -> Draw:
+    """The slices of a batch, drawn in proportion to each volume's slice count; half of the patches
+    are centred on a random foreground pixel (as nnU-Net oversamples foreground), the rest anywhere."""
+    draw = Draw([], [], [], [])
     pools = _pools(volumes)
     for _ in range(config.batch_size):
         vol = _draw_volume(pools, p, gen)
@@ -106,26 +117,66 @@ def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Gene
         cls = torch.from_numpy(vol.classes[index])
         fg = torch.nonzero(cls > 0)
         if len(fg) and torch.rand(1, generator=gen).item() < 0.5:
-            centres.append(fg[int(torch.randint(len(fg), (1,), generator=gen))].float())
+            draw.centres.append(fg[int(torch.randint(len(fg), (1,), generator=gen))].float())
         else:  # anywhere that keeps the patch inside the slice where it fits
-            centres.append(torch.tensor([min(m, n) / 2 + float(torch.rand(1, generator=gen)) * max(0, n - m) for n, m in zip(cls.shape, config.patch)]))
+            draw.centres.append(torch.tensor([min(m, n) / 2 + float(torch.rand(1, generator=gen)) * max(0, n - m) for n, m in zip(cls.shape, config.patch)]))
         if train:
-            renders.append((vol, index, int(torch.randint(2**62, (1,), generator=gen))))
+            draw.renders.append((vol, index, int(torch.randint(2**62, (1,), generator=gen))))
         else:
-            chans.append(torch.from_numpy(context_slices(vol.image, index, vol.slice_spacing, config).astype(np.float32)))
-        classes.append(cls)
-    if renders:
-        rendered = workers.render(renders) if workers is not None else [_render_one(vol, index, seed, config, p) for vol, index, seed in renders]
-        chans = [torch.from_numpy(c) for c in rendered]
+            draw.chans.append(torch.from_numpy(context_slices(vol.image, index, vol.slice_spacing, config).astype(np.float32)))
+        draw.classes.append(cls)
+    return draw
+
+
+def finish_batch(draw: Draw, rendered: list[np.ndarray], config: Config, p: dict, gen: torch.Generator, device: str, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The drawn slices with their ``rendered`` channels -> augmented patches (B, C, h, w) and class maps (B, h, w)."""
+    chans = [torch.from_numpy(c) for c in rendered] if draw.renders else draw.chans
     # pad to a common size (bottom/right, so pixel coordinates stay valid) and transform at once
     hw = (max(c.shape[-2] for c in chans), max(c.shape[-1] for c in chans))
     x = torch.stack([F.pad(c, (0, hw[1] - c.shape[-1], 0, hw[0] - c.shape[-2]), value=float(c.min())) for c in chans]).to(device)
-    y = torch.stack([F.pad(c, (0, hw[1] - c.shape[-1], 0, hw[0] - c.shape[-2])) for c in classes]).to(device)
-    grid = augment.sampling_grid(hw, config.patch, torch.stack(centres).to(device), p, gen, train)
+    y = torch.stack([F.pad(c, (0, hw[1] - c.shape[-1], 0, hw[0] - c.shape[-2])) for c in draw.classes]).to(device)
+    grid = augment.sampling_grid(hw, config.patch, torch.stack(draw.centres).to(device), p, gen, train)
     x, y = augment.spatial(x, y, grid)
     if train:
         x = augment.intensity(augment.mirror(x, p, gen), p, gen)
     return x.contiguous(memory_format=torch.channels_last), y
+
+
+def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, train: bool = True, workers: Workers | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of augmented 2.5D patches (B, C, h, w) and class maps (B, h, w): ``draw_batch``, each
+    slice's channels real, remapped or synthetic, thin or thick (train/synth.py), rendered by
+    ``workers`` where given (without ``train``: the real image's), then ``finish_batch``."""
+    draw = draw_batch(volumes, config, p, gen, train)
+    rendered = (workers.render(draw.renders) if workers is not None else [_render_one(*r, config, p) for r in draw.renders]) if draw.renders else []
+    return finish_batch(draw, rendered, config, p, gen, device, train)
+
+
+class BatchStream:
+    """Training batches, the same as successive ``sample_batch`` calls, with the next batch's slices
+    rendered by the workers while the caller trains on this one. The next batch is drawn as soon as
+    this one is finished, which is where ``sample_batch`` would draw it, so the generator's sequence
+    is unchanged; ``state`` is the generator's state before that draw, for checkpoints (a resumed
+    stream draws the same batch again)."""
+
+    def __init__(self, volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, workers: Workers | None = None):
+        self.volumes, self.config, self.p, self.gen, self.device, self.workers = volumes, config, p, gen, device, workers
+        self.state = gen.get_state()
+        self.pending: tuple[Draw, object] | None = None
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.workers is None:
+            x, y = sample_batch(self.volumes, self.config, self.p, self.gen, self.device)
+            self.state = self.gen.get_state()
+            return x, y
+        draw, rendering = self.pending or self._submit()
+        x, y = finish_batch(draw, rendering.get(), self.config, self.p, self.gen, self.device)
+        self.state = self.gen.get_state()
+        self.pending = self._submit()
+        return x, y
+
+    def _submit(self) -> tuple[Draw, object]:
+        draw = draw_batch(self.volumes, self.config, self.p, self.gen)
+        return draw, self.workers.render_async(draw.renders)
 
 
 def _render_one(vol: Volume, index: int, seed: int, config: Config, p: dict) -> np.ndarray:
@@ -291,6 +342,7 @@ def _fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_di
     epochs = epochs or config.epochs
     total = epochs * config.steps_per_epoch
     logger = Logger(out_dir) if rank == 0 else None
+    stream = BatchStream(volumes, config, p, gen, device, pool)
     for epoch in range(start_epoch, min(epochs, stop_after or epochs)):
         model.train()
         losses, seen, t0 = [], 0, time.perf_counter()
@@ -299,7 +351,7 @@ def _fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_di
             lr = learning_rate(config, epoch * config.steps_per_epoch + step, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = sample_batch(volumes, config, p, gen, device, workers=pool)
+            x, y = stream.next()
             losses.append(train_step(net, optimizer, scaler, x, y, dtype, config.grad_clip))
             seen += x.shape[0]
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", slices_s=f"{seen / (time.perf_counter() - t0):.1f}")
@@ -317,7 +369,7 @@ def _fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_di
             logger.log(row)
             state = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "best": best,
+                "generator": stream.state, "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "best": best,
             }
             save_checkpoint(out_dir / LAST, state)
             tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
