@@ -138,16 +138,24 @@ def synthesize(tissues: np.ndarray, lut: np.ndarray) -> np.ndarray:
 def remap(image: np.ndarray, tissues: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Real intensities with each tissue moved to a random level and its texture scaled by a
     random slope (negative = inverted), under one random gamma; the per-tissue coefficients are
-    blended over 3 pixels at tissue borders."""
+    blended over 3 pixels at tissue borders. Percentiles and tissue means come from subsamples
+    (the means from every second pixel in-plane: remap 1.7x faster, its output on a random
+    15 x 400 x 400 stack within 0.005 of full means)."""
     lo, hi = np.percentile(image[:: max(1, image.shape[0] // 4), ::4, ::4], (1, 99))  # a subsample: about 100x faster
-    unit = np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1) ** rng.uniform(0.6, 1.6)
-    counts = np.bincount(tissues.ravel(), minlength=N_TISSUES)
-    means = (np.bincount(tissues.ravel(), weights=unit.ravel(), minlength=N_TISSUES) / np.maximum(counts, 1)).astype(np.float32)
+    unit = image.astype(np.float32)
+    unit -= lo
+    unit *= 1 / max(hi - lo, 1e-6)
+    np.clip(unit, 0, 1, out=unit)
+    unit **= rng.uniform(0.6, 1.6)
+    sub_tissues, sub_unit = tissues[:, ::2, ::2].ravel(), unit[:, ::2, ::2].ravel()
+    counts = np.bincount(sub_tissues, minlength=N_TISSUES)
+    means = (np.bincount(sub_tissues, weights=sub_unit, minlength=N_TISSUES) / np.maximum(counts, 1)).astype(np.float32)
     level = tissue_intensities(rng)
     slope = (rng.uniform(0.3, 1.5, N_TISSUES) * rng.choice((-1, 1), N_TISSUES)).astype(np.float32)
-    offset = ndimage.uniform_filter(level[tissues] - slope[tissues] * means[tissues], size=(1, 3, 3))
-    gain = ndimage.uniform_filter(slope[tissues], size=(1, 3, 3))
-    return offset + gain * unit
+    out = ndimage.uniform_filter(slope[tissues], size=(1, 3, 3))  # the gain
+    out *= unit
+    out += ndimage.uniform_filter((level - slope * means)[tissues], size=(1, 3, 3))  # the offset
+    return out
 
 
 def _render(vol, first: int, stop: int, mode: str, rng: np.random.Generator, lut: np.ndarray | None) -> np.ndarray:
