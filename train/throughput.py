@@ -3,7 +3,7 @@
 
 Speed does not depend on the data, so random volumes (image, classes and tissue maps) of SPIDER
 T2-SPACE size stand in for it:
-``python -m train.throughput [--config FILE] [--device cuda] [--steps 30] [--workers N] [--json FILE]``."""
+``python -m train.throughput [--config FILE] [--device cuda] [--steps 30] [--workers N [--[no-]render-ahead]] [--json FILE]``."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from pathlib import Path
 import numpy as np
 
 
-def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers: int = 0, compiled: bool = False) -> dict[str, float]:
+def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers: int = 0, compiled: bool = False, ahead: bool | None = None) -> dict[str, float]:
     """Median step time and slices/s of sampling + augmentation + optimisation for ``steps`` steps
     (``workers``: processes rendering the slices, as ``spider-train --workers``, the next batch's
-    while this one trains; ``compiled``: through
+    while this one trains where ``ahead``, by default as ``spider-train`` decides (``render_ahead``); ``compiled``: through
     ``torch.compile``, as ``spider-train --compile``, its compilation in the warm-up steps)."""
     import torch
 
     from train import augment
     from train.dataset import Volume
     from train.synth import N_TISSUES
-    from train.train import BatchStream, Workers, amp_dtype, make_optimizer, train_step
+    from train.train import BatchStream, Workers, amp_dtype, make_optimizer, render_ahead, train_step
     from algorithm.model import build_model
 
     rng = np.random.default_rng(0)
@@ -41,7 +41,8 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers
     net = torch.compile(model) if compiled else model
     dtype = amp_dtype(device) if amp else None
     scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
-    stream = BatchStream(volumes, config, p, gen, device, pool)
+    ahead = render_ahead(device, workers) if ahead is None else ahead
+    stream = BatchStream(volumes, config, p, gen, device, pool, ahead)
     times, sample_times = [], []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
@@ -57,7 +58,7 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers
         pool.close()
     step = float(np.median(times))
     return {
-        "device": device, "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "compiled": compiled, "batch": config.batch_size, "workers": workers,
+        "device": device, "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "compiled": compiled, "batch": config.batch_size, "workers": workers, "ahead": bool(ahead and workers),
         "patch": list(config.patch), "step_ms": 1000 * step, "sample_ms": 1000 * float(np.median(sample_times)),
         "slices_per_s": config.batch_size / step,
     }
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, help="override the config's batch size")
     parser.add_argument("--workers", type=int, default=0, help="processes rendering the training slices (spider-train --workers)")
+    parser.add_argument("--render-ahead", action=argparse.BooleanOptionalAction, help="with --workers: render the next batch while this one trains (default: as spider-train decides)")
     parser.add_argument("--compile", action="store_true", help="also measure through torch.compile (spider-train --compile)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -82,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     from train.train import amp_dtype
 
     precisions = (False, True) if amp_dtype(args.device) else (False,)
-    results = [measure(config, args.device, args.steps, amp, workers=args.workers, compiled=compiled)
+    results = [measure(config, args.device, args.steps, amp, workers=args.workers, compiled=compiled, ahead=args.render_ahead)
                for compiled in ((False, True) if args.compile else (False,)) for amp in precisions]
     for r in results:
-        print(f"{r['device']} {r['amp']:>8}{' compiled' if r['compiled'] else ''}: batch {r['batch']} x {r['patch']}, {r['workers']} workers  step {r['step_ms']:.1f} ms (sampling+augmentation {r['sample_ms']:.1f} ms)  {r['slices_per_s']:.1f} slices/s")
+        print(f"{r['device']} {r['amp']:>8}{' compiled' if r['compiled'] else ''}: batch {r['batch']} x {r['patch']}, {r['workers']} workers{' rendering ahead' if r['ahead'] else ''}  step {r['step_ms']:.1f} ms (sampling+augmentation {r['sample_ms']:.1f} ms)  {r['slices_per_s']:.1f} slices/s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -70,6 +70,7 @@ class Workers:
         import multiprocessing
 
         self.position = {id(v): i for i, v in enumerate(volumes)}
+        self.size = n
         self.pool = multiprocessing.get_context("fork").Pool(n, initializer=_worker_init, initargs=(volumes, config, p))
 
     def render(self, items: list[tuple[Volume, int, int]]) -> list[np.ndarray]:
@@ -151,21 +152,30 @@ def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Gene
     return finish_batch(draw, rendered, config, p, gen, device, train)
 
 
-class BatchStream:
-    """Training batches, the same as successive ``sample_batch`` calls, with the next batch's slices
-    rendered by the workers while the caller trains on this one. The next batch is drawn as soon as
-    this one is finished, which is where ``sample_batch`` would draw it, so the generator's sequence
-    is unchanged; ``state`` is the generator's state before that draw, for checkpoints (a resumed
-    stream draws the same batch again)."""
+def render_ahead(device: str, workers: int) -> bool:
+    """Whether the workers should render the next batch while the network trains: where the
+    network does not need the CPU cores they would take (a GPU, or cores to spare). On the 2 cores
+    here rendering ahead cut the wait for slices from about 180 to 34 ms a step but made the step
+    slower (contention): docs/training.md."""
+    return workers > 0 and (device == "cuda" or (os.cpu_count() or 1) >= torch.get_num_threads() + workers)
 
-    def __init__(self, volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, workers: Workers | None = None):
+
+class BatchStream:
+    """Training batches, the same as successive ``sample_batch`` calls; with ``ahead``, the next
+    batch's slices are rendered by the workers while the caller trains on this one. The next batch
+    is then drawn as soon as this one is finished, which is where ``sample_batch`` would draw it,
+    so the generator's sequence is unchanged; ``state`` is the generator's state before that
+    draw, for checkpoints (a resumed stream draws the same batch again)."""
+
+    def __init__(self, volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, workers: Workers | None = None, ahead: bool = True):
         self.volumes, self.config, self.p, self.gen, self.device, self.workers = volumes, config, p, gen, device, workers
+        self.ahead = ahead and workers is not None
         self.state = gen.get_state()
         self.pending: tuple[Draw, object] | None = None
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.workers is None:
-            x, y = sample_batch(self.volumes, self.config, self.p, self.gen, self.device)
+        if not self.ahead:
+            x, y = sample_batch(self.volumes, self.config, self.p, self.gen, self.device, workers=self.workers)
             self.state = self.gen.get_state()
             return x, y
         draw, rendering = self.pending or self._submit()
@@ -342,7 +352,10 @@ def _fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_di
     epochs = epochs or config.epochs
     total = epochs * config.steps_per_epoch
     logger = Logger(out_dir) if rank == 0 else None
-    stream = BatchStream(volumes, config, p, gen, device, pool)
+    ahead = pool is not None and render_ahead(device, pool.size)
+    if rank == 0 and pool is not None:
+        log.info("workers render %s", "the next batch while this one trains" if ahead else "each batch before it trains (no cores to spare)")
+    stream = BatchStream(volumes, config, p, gen, device, pool, ahead)
     for epoch in range(start_epoch, min(epochs, stop_after or epochs)):
         model.train()
         losses, seen, t0 = [], 0, time.perf_counter()
