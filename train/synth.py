@@ -176,7 +176,7 @@ def thick_slices(vol, index: int, config: Config, p: dict, mode: str, rng: np.ra
     ``thick_typical_max``) at a spacing slightly above it, the context interpolated between slabs
     by the shared ``context_slices``."""
     n, fine = vol.classes.shape[0], vol.slice_spacing
-    typical = p["p_thick_typical"] > 0 and rng.random() < p["p_thick_typical"]
+    typical = p["p_thick_typical"] > 0 and rng.random() < p["p_thick_typical"]  # no draw at 0: older configs keep their random sequence
     thickness = rng.uniform(p["thick_min"], p["thick_typical_max"] if typical else p["thick_max"])
     spacing = thickness * rng.uniform(1.0, 1.1)
     reach = int(np.ceil(config.context * config.context_mm / spacing))

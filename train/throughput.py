@@ -41,8 +41,7 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers
     net = torch.compile(model) if compiled else model
     dtype = amp_dtype(device) if amp else None
     scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
-    ahead = render_ahead(device, workers) if ahead is None else ahead
-    stream = BatchStream(volumes, config, p, gen, device, pool, ahead)
+    stream = BatchStream(volumes, config, p, gen, device, pool, render_ahead(device, workers) if ahead is None else ahead)
     times, sample_times = [], []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
@@ -58,7 +57,7 @@ def measure(config, device: str, steps: int, amp: bool, warmup: int = 5, workers
         pool.close()
     step = float(np.median(times))
     return {
-        "device": device, "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "compiled": compiled, "batch": config.batch_size, "workers": workers, "ahead": bool(ahead and workers),
+        "device": device, "amp": str(dtype).replace("torch.", "") if dtype else "fp32", "compiled": compiled, "batch": config.batch_size, "workers": workers, "ahead": stream.ahead,
         "patch": list(config.patch), "step_ms": 1000 * step, "sample_ms": 1000 * float(np.median(sample_times)),
         "slices_per_s": config.batch_size / step,
     }

@@ -148,7 +148,7 @@ def sample_batch(volumes: list[Volume], config: Config, p: dict, gen: torch.Gene
     slice's channels real, remapped or synthetic, thin or thick (train/synth.py), rendered by
     ``workers`` where given (without ``train``: the real image's), then ``finish_batch``."""
     draw = draw_batch(volumes, config, p, gen, train)
-    rendered = (workers.render(draw.renders) if workers is not None else [_render_one(*r, config, p) for r in draw.renders]) if draw.renders else []
+    rendered = workers.render(draw.renders) if workers is not None else [_render_one(*r, config, p) for r in draw.renders]
     return finish_batch(draw, rendered, config, p, gen, device, train)
 
 
@@ -170,21 +170,24 @@ class BatchStream:
     def __init__(self, volumes: list[Volume], config: Config, p: dict, gen: torch.Generator, device: str, workers: Workers | None = None, ahead: bool = True):
         self.volumes, self.config, self.p, self.gen, self.device, self.workers = volumes, config, p, gen, device, workers
         self.ahead = ahead and workers is not None
-        self.state = gen.get_state()
         self.pending: tuple[Draw, object] | None = None
+        self._pending_state: torch.Tensor | None = None
+
+    @property
+    def state(self) -> torch.Tensor:
+        """The generator's state at the start of the next batch not yet returned."""
+        return self._pending_state if self.pending is not None else self.gen.get_state()
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.ahead:
-            x, y = sample_batch(self.volumes, self.config, self.p, self.gen, self.device, workers=self.workers)
-            self.state = self.gen.get_state()
-            return x, y
+            return sample_batch(self.volumes, self.config, self.p, self.gen, self.device, workers=self.workers)
         draw, rendering = self.pending or self._submit()
         x, y = finish_batch(draw, rendering.get(), self.config, self.p, self.gen, self.device)
-        self.state = self.gen.get_state()
         self.pending = self._submit()
         return x, y
 
     def _submit(self) -> tuple[Draw, object]:
+        self._pending_state = self.gen.get_state()
         draw = draw_batch(self.volumes, self.config, self.p, self.gen)
         return draw, self.workers.render_async(draw.renders)
 
@@ -352,10 +355,9 @@ def _fit(volumes: list[Volume], val_cases: list[ValCase], config: Config, out_di
     epochs = epochs or config.epochs
     total = epochs * config.steps_per_epoch
     logger = Logger(out_dir) if rank == 0 else None
-    ahead = pool is not None and render_ahead(device, pool.size)
+    stream = BatchStream(volumes, config, p, gen, device, pool, render_ahead(device, pool.size if pool else 0))
     if rank == 0 and pool is not None:
-        log.info("workers render %s", "the next batch while this one trains" if ahead else "each batch before it trains (no cores to spare)")
-    stream = BatchStream(volumes, config, p, gen, device, pool, ahead)
+        log.info("workers render %s", "the next batch while this one trains" if stream.ahead else "each batch before it trains (no cores to spare)")
     for epoch in range(start_epoch, min(epochs, stop_after or epochs)):
         model.train()
         losses, seen, t0 = [], 0, time.perf_counter()
