@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -157,6 +157,15 @@ def batches(n: int, size: int, progress: bool = False) -> Iterable[range]:
     return tqdm(ranges, desc="predict", unit="batch", leave=False)
 
 
+def host_logits(pp: np.ndarray, slice_spacing: float, segmenter: Segmenter, progress: bool = False) -> Iterator[tuple[range, np.ndarray, tuple[int, int]]]:
+    """The network's logits of a preprocessed volume, batch by batch, built on the host: (slice
+    indices, logits (N, K, h', w') on the model's grid padded to its divisor, the unpadded (h, w))."""
+    fill = float(pp.min())
+    for idx in batches(pp.shape[0], segmenter.batch_size, progress):
+        batch, crop = pad_to_multiple(np.stack([context_slices(pp, i, slice_spacing, segmenter.config) for i in idx]), segmenter.config.divisor, fill)
+        yield idx, segmenter.logits(batch), crop
+
+
 def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], segmenter: Segmenter | LoadingSegmenter | Models, timer: Timer | None = None,
                     progress: bool = False, probability: np.ndarray | None = None) -> np.ndarray:
     """Canonical image volume -> uint8 class map on the same grid.
@@ -180,20 +189,16 @@ def predict_classes(volume: np.ndarray, spacing: tuple[float, float, float], seg
         if isinstance(segmenter, LoadingSegmenter):
             segmenter = segmenter.result()
         classes = np.empty(volume.shape, dtype=np.uint8)
-        fill = float(pp.min())
         if segmenter.resident is not None and not segmenter.mirror and probability is None:
             try:
-                uploaded = segmenter.resident.upload(pp)
+                uploaded, fill = segmenter.resident.upload(pp), float(pp.min())
                 for idx in batches(volume.shape[0], segmenter.batch_size, progress):
                     classes[idx.start : idx.stop] = segmenter.resident.classes(uploaded, idx, spacing[0], segmenter.config, fill, volume.shape[1:])
                 return classes
             except Exception as err:  # an untried device or provider: the host path gives the same map
                 log.warning("device-side prediction failed (%s); building batches on the host", error_line(err))
                 segmenter.resident = None
-        for idx in batches(volume.shape[0], segmenter.batch_size, progress):
-            batch = np.stack([context_slices(pp, i, spacing[0], segmenter.config) for i in idx])
-            batch, crop = pad_to_multiple(batch, segmenter.config.divisor, fill)
-            logits = segmenter.logits(batch)
+        for idx, logits, crop in host_logits(pp, spacing[0], segmenter, progress):
             classes[idx.start : idx.stop] = segmenter.classes(logits, volume.shape[1:], crop)
             if probability is not None:
                 probability[idx.start : idx.stop] = chosen_probability(logits[..., : crop[0], : crop[1]], volume.shape[1:])

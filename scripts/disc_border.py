@@ -17,33 +17,28 @@ import numpy as np
 
 
 def pooled_dice(segmenter, items: list, offsets: list[float]) -> np.ndarray:
-    """(offsets, 3) pooled class Dice vertebra / disc / canal of ``segmenter`` over ``items``,
-    partially visible reference vertebrae ignored as in train.score."""
-    from algorithm.labels import CANAL, DISC, VERTEBRA, to_classes
-    from algorithm.pipeline import batches
-    from algorithm.preprocess import context_slices, pad_to_multiple, preprocess, resample_inplane
+    """(offsets, 3) pooled class Dice vertebra / disc / canal of ``segmenter`` over ``items``, scored
+    by train.score (partially visible reference vertebrae ignored)."""
+    from algorithm.labels import CANAL_LABEL, DISC, DISC_OFFSET
+    from algorithm.pipeline import host_logits
+    from algorithm.preprocess import preprocess, resample_inplane
+    from train.score import KEYS, score_case, summarize
 
-    inter = np.zeros((len(offsets), 3))
-    sizes = np.zeros((len(offsets), 3))
+    as_labels = np.array([0, 1, DISC_OFFSET + 1, CANAL_LABEL], dtype=np.int32)  # class -> one SPIDER label of it
+    per_offset: list[list[dict]] = [[] for _ in offsets]
     for item in items:
         volume, reference, spacing = item.load()
         model = segmenter.for_spacing(spacing[0])
         model = model.result() if hasattr(model, "result") else model
-        ignore = (reference > 100) & (reference < 200)
-        ref = to_classes(np.where(ignore, 0, reference).astype(np.int32))
-        pp = preprocess(volume, spacing, model.config)
-        for idx in batches(volume.shape[0], model.batch_size):
-            batch, crop = pad_to_multiple(np.stack([context_slices(pp, i, spacing[0], model.config) for i in idx]), model.config.divisor, float(pp.min()))
-            logits = resample_inplane(model.logits(batch)[..., : crop[0], : crop[1]].astype(np.float32), tuple(volume.shape[1:]), order=1)
-            r, ig = ref[idx.start : idx.stop], ignore[idx.start : idx.stop]
+        predictions = np.zeros((len(offsets), *volume.shape), dtype=np.uint8)
+        for idx, logits, crop in host_logits(preprocess(volume, spacing, model.config), spacing[0], model):
+            logits = resample_inplane(logits[..., : crop[0], : crop[1]].astype(np.float32), tuple(volume.shape[1:]), order=1)
             for k, offset in enumerate(offsets):
-                shifted = logits.copy()
-                shifted[:, DISC] += offset
-                pred = np.where(ig, 0, shifted.argmax(1))
-                for c in (VERTEBRA, DISC, CANAL):
-                    inter[k, c - 1] += np.count_nonzero((pred == c) & (r == c))
-                    sizes[k, c - 1] += np.count_nonzero(pred == c) + np.count_nonzero(r == c)
-    return 2 * inter / np.maximum(sizes, 1)
+                logits[:, DISC] += offset - (offsets[k - 1] if k else 0)
+                predictions[k, idx.start : idx.stop] = logits.argmax(1)
+        for k, prediction in enumerate(predictions):
+            per_offset[k].append(score_case(reference.astype(np.int32), as_labels[prediction], KEYS))
+    return np.array([[summarize(cases)[key] for key in KEYS] for cases in per_offset])
 
 
 def main() -> None:
