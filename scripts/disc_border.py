@@ -19,17 +19,15 @@ import numpy as np
 def pooled_dice(segmenter, items: list, offsets: list[float]) -> np.ndarray:
     """(offsets, 3) pooled class Dice vertebra / disc / canal of ``segmenter`` over ``items``, scored
     by train.score (partially visible reference vertebrae ignored)."""
-    from algorithm.labels import CANAL_LABEL, DISC, DISC_OFFSET
+    from algorithm.labels import DISC
     from algorithm.pipeline import host_logits
     from algorithm.preprocess import preprocess, resample_inplane
-    from train.score import KEYS, score_case, summarize
+    from train.score import CLASS_LABELS, KEYS, score_case, summarize
 
-    as_labels = np.array([0, 1, DISC_OFFSET + 1, CANAL_LABEL], dtype=np.int32)  # class -> one SPIDER label of it
     per_offset: list[list[dict]] = [[] for _ in offsets]
     for item in items:
         volume, reference, spacing = item.load()
-        model = segmenter.for_spacing(spacing[0])
-        model = model.result() if hasattr(model, "result") else model
+        model = segmenter.for_spacing(spacing[0]).result()
         predictions = np.zeros((len(offsets), *volume.shape), dtype=np.uint8)
         for idx, logits, crop in host_logits(preprocess(volume, spacing, model.config), spacing[0], model):
             logits = resample_inplane(logits[..., : crop[0], : crop[1]].astype(np.float32), tuple(volume.shape[1:]), order=1)
@@ -37,7 +35,7 @@ def pooled_dice(segmenter, items: list, offsets: list[float]) -> np.ndarray:
                 logits[:, DISC] += offset - (offsets[k - 1] if k else 0)
                 predictions[k, idx.start : idx.stop] = logits.argmax(1)
         for k, prediction in enumerate(predictions):
-            per_offset[k].append(score_case(reference.astype(np.int32), as_labels[prediction], KEYS))
+            per_offset[k].append(score_case(reference.astype(np.int32), CLASS_LABELS[prediction], KEYS))
     return np.array([[summarize(cases)[key] for key in KEYS] for cases in per_offset])
 
 

@@ -1,12 +1,13 @@
 """Where a model's class Dice is lost on the real spider-slices: per class, its missed (FN) and
 extra (FP) pixels within 2 pixels of the reference's border or farther, as shares of the
 reference; the predicted labels that touch no reference pixel of their class; and the bound the
-model's in-plane working grid sets (the reference's classes resampled to it and back, linearly).
+model's in-plane working grid sets (the reference's classes resampled to it and back as the
+pipeline resamples).
 
     PYTHONPATH=$PWD python scripts/real_slice_errors.py [MODEL] [--set "t2 slices, with canal"]
 
 MODEL: a model folder or a folder of routed ones (default: the bundled models). Partially visible
-reference vertebrae are left out of both masks, as in train.score.
+reference vertebrae are left out of both masks (train.score.without_partial).
 """
 
 from __future__ import annotations
@@ -43,17 +44,14 @@ def unmatched_px(reference: np.ndarray, labels: np.ndarray, cls: int) -> tuple[i
     return len(lost), int(sum(lost))
 
 
-def grid_bound(reference: np.ndarray, spacing: tuple[float, float, float], grid: float) -> np.ndarray:
-    """The reference class map after its one-hot classes go to ``grid`` mm in-plane and back (linear), argmax."""
-    from scipy import ndimage
+def grid_bound(reference: np.ndarray, spacing: tuple[float, float, float], config) -> np.ndarray:
+    """The reference class map after its one-hot classes go to the model's in-plane grid and back,
+    by the pipeline's own grid and resampling (``model_shape``, linear ``resample_inplane``), argmax."""
+    from algorithm.preprocess import model_shape, resample_inplane
 
-    shape = reference.shape
-    scores = []
-    for cls in range(4):
-        small = ndimage.zoom((reference == cls).astype(np.float32), (1, spacing[1] / grid, spacing[2] / grid), order=1)
-        back = ndimage.zoom(small, (1, shape[1] / small.shape[1], shape[2] / small.shape[2]), order=1)
-        scores.append(back[:, : shape[1], : shape[2]])
-    return np.argmax(scores, axis=0)
+    onehot = np.stack([reference == cls for cls in range(4)]).astype(np.float32)
+    small = resample_inplane(onehot, model_shape(reference.shape[1:], spacing[1:], config), order=1)
+    return resample_inplane(small, reference.shape[1:], order=1).argmax(0)
 
 
 def main() -> None:
@@ -63,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     from algorithm.labels import CLASS_NAMES, to_classes
     from algorithm.pipeline import Models, segment_volume
-    from train.score import DEFAULT_DATA, validation_sets
+    from train.score import CLASS_LABELS, DEFAULT_DATA, score_case, summarize, validation_sets, without_partial
 
     segmenter = Models(args.model, "onnxruntime")
     sets = validation_sets(DEFAULT_DATA)
@@ -74,22 +72,21 @@ def main() -> None:
         classes = [c for c, key in enumerate(CLASS_NAMES) if key in sets[name][0].classes]
         totals = {c: np.zeros(5) for c in classes}
         lost = {c: np.zeros(2) for c in classes}
-        bound = {c: np.zeros(2) for c in classes}
+        bounds = []  # score_case of the reference sent through the working grid, per case
         for item in sets[name]:
             volume, reference, spacing = item.load()
-            ignore = (reference > 100) & (reference < 200)
-            labels = np.where(ignore, 0, segment_volume(volume, spacing, segmenter)).astype(np.int32)
-            ref = to_classes(np.where(ignore, 0, reference).astype(np.int32))
-            pred, resampled = to_classes(labels), grid_bound(ref, spacing, segmenter.config_for(spacing[0]).spacing)
+            reference, labels = without_partial(reference.astype(np.int32), segment_volume(volume, spacing, segmenter).astype(np.int32))
+            ref, pred = to_classes(reference), to_classes(labels)
+            bounds.append(score_case(reference, CLASS_LABELS[grid_bound(ref, spacing, segmenter.config_for(spacing[0]))], item.classes))
             for c in classes:
                 totals[c] += breakdown(ref, pred, c)
                 lost[c] += unmatched_px(ref, labels, c)
-                bound[c] += [2 * ((resampled == c) & (ref == c)).sum(), (resampled == c).sum() + (ref == c).sum()]
+        bound = summarize(bounds)
         for c in classes:
             size, fn_near, fn_far, fp_near, fp_far = totals[c]
             print(f"{name}, {CLASS_NAMES[c]}: FN near {fn_near / size:.3f} far {fn_far / size:.3f}, FP near {fp_near / size:.3f} "
                   f"far {fp_far / size:.3f} (of the reference); {lost[c][0]:.0f} labels on no reference {CLASS_NAMES[c]} "
-                  f"({lost[c][1] / size:.3f}); working-grid bound on Dice {bound[c][0] / bound[c][1]:.3f}", flush=True)
+                  f"({lost[c][1] / size:.3f}); working-grid bound on Dice {bound[CLASS_NAMES[c]]:.3f}", flush=True)
 
 
 if __name__ == "__main__":

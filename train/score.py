@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithm.labels import VERTEBRA, to_classes
+from algorithm.labels import CANAL_LABEL, DISC_OFFSET, VERTEBRA, to_classes
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CENTRAL_VERTEBRA_PX = 5000
@@ -51,6 +51,7 @@ SYNTHETIC_VOLUMES = 24  # per contrast; grids and seeds fixed 2026-11-30 before 
 SYNTHETIC_SEED = 1000
 THICK_MM = 4.4  # thick-slab T2-SPACE validation: the 0.9 mm slices averaged into slabs of this thickness
 SELECTION_SYNTHETIC = 8  # per contrast in the 2D selection sets (the first of the 24 scored ones)
+CLASS_LABELS = np.array([0, VERTEBRA, DISC_OFFSET + 1, CANAL_LABEL], dtype=np.int32)  # class map -> SPIDER values score_case reads
 
 
 @dataclass(frozen=True)
@@ -203,13 +204,18 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * int((a & b).sum()) / total if total else math.nan
 
 
+def without_partial(reference: np.ndarray, prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays with the partially visible reference vertebrae (101-125) set to background: left
+    out of the scoring."""
+    ignore = (reference > 100) & (reference < 200)
+    return np.where(ignore, 0, reference), np.where(ignore, 0, prediction)
+
+
 def score_case(reference: np.ndarray, prediction: np.ndarray, classes: tuple[str, ...], catch_all: int | None = None) -> dict[str, float]:
     """Class Dice of the labelled classes (with the intersection and summed sizes that pool them
     over a set) and vertebra levels found/total of one case (SPIDER values in both arrays; partially visible reference vertebrae 101-125 are ignored; the
     ``catch_all`` value counts for Dice but is not a level)."""
-    ignore = (reference > 100) & (reference < 200)
-    reference = np.where(ignore, 0, reference)
-    prediction = np.where(ignore, 0, prediction)
+    reference, prediction = without_partial(reference, prediction)
     ref_cls, pred_cls = to_classes(reference), to_classes(prediction)
     scores: dict[str, float] = {}
     for c, key in enumerate(KEYS, start=VERTEBRA):
